@@ -1,0 +1,192 @@
+"""YAML configuration with embedded defaults and environment overrides.
+
+Precedence (lowest first): embedded defaults, the YAML file, ``FEEDGEN__A__B=value``
+environment variables (``FEEDGEN__SPARK__MASTER=spark://h:7077`` sets ``spark.master``),
+then command-line options. ``{root}`` in any string is replaced by the data root.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from feedgen.jobs.errors import ConfigError
+
+ENV_PREFIX = "FEEDGEN__"
+
+SOURCE_NAMES = ("offers", "sellers", "products", "campaigns", "ratings", "customers", "orders", "events")
+
+DEFAULTS: dict[str, Any] = {
+    "root": "./var",
+    "definitions": "examples/definitions",
+    "spark": {
+        "master": "local[*]",
+        "shuffle_partitions": 8,
+        "driver_memory": "4g",
+        "conf": {},
+    },
+    "sources": {
+        name: {"path": "{root}/sample/" + name, "format": "parquet"} for name in SOURCE_NAMES
+    },
+    "aggregate": {
+        "quarantine_tolerance": 0.05,
+        "currencies": ["PLN", "EUR", "USD", "GBP", "CZK"],
+        "allow_stale_aggregate": False,
+    },
+    "generate": {},
+    "gates": {},
+    "publish": {"store": None, "retention": 5},
+    "kafka": {"bootstrap": None, "topic": "feedgen.deltas"},
+    "server": {"host": "127.0.0.1", "port": 8080, "workers": 2},
+    "connectors": {},
+}
+
+
+@dataclass
+class Config:
+    """Resolved configuration: a nested dict plus where it came from."""
+
+    data: dict[str, Any]
+    path: Path | None = None
+    overrides: list[str] = field(default_factory=list)
+
+    def __getitem__(self, key: str) -> Any:
+        return self.data[key]
+
+    def get(self, dotted: str, default: Any = None) -> Any:
+        node: Any = self.data
+        for part in dotted.split("."):
+            if not isinstance(node, dict) or part not in node:
+                return default
+            node = node[part]
+        return node
+
+    @property
+    def root(self) -> str:
+        return str(self.data["root"])
+
+    @property
+    def source_label(self) -> str:
+        return str(self.path) if self.path else "<embedded defaults>"
+
+
+def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _parse_env_value(raw: str) -> Any:
+    # YAML scalars: "8" -> 8, "true" -> True, "[a, b]" -> list; anything unparsable stays text.
+    try:
+        return yaml.safe_load(raw)
+    except yaml.YAMLError:
+        return raw
+
+
+def _env_overrides(environ: dict[str, str]) -> tuple[dict[str, Any], list[str]]:
+    tree: dict[str, Any] = {}
+    names = []
+    for name, raw in sorted(environ.items()):
+        if not name.startswith(ENV_PREFIX):
+            continue
+        parts = [p.lower() for p in name[len(ENV_PREFIX):].split("__") if p]
+        if not parts:
+            continue
+        node = tree
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = _parse_env_value(raw)
+        names.append(name)
+    if "KAFKA_BOOTSTRAP" in environ and "FEEDGEN__KAFKA__BOOTSTRAP" not in environ:
+        tree.setdefault("kafka", {})["bootstrap"] = environ["KAFKA_BOOTSTRAP"]
+        names.append("KAFKA_BOOTSTRAP")
+    return tree, names
+
+
+def _substitute_root(node: Any, root: str) -> Any:
+    if isinstance(node, str):
+        return node.replace("{root}", root)
+    if isinstance(node, dict):
+        return {k: _substitute_root(v, root) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_substitute_root(v, root) for v in node]
+    return node
+
+
+def _check_known_keys(data: dict[str, Any], label: str) -> None:
+    unknown = sorted(set(data) - set(DEFAULTS))
+    if unknown:
+        raise ConfigError(
+            f"{label}: unknown top-level key {unknown[0]!r}; "
+            f"known keys are {', '.join(sorted(DEFAULTS))}"
+        )
+
+
+def load_config(
+    path: str | os.PathLike[str] | None = None,
+    *,
+    root: str | None = None,
+    definitions: str | None = None,
+    environ: dict[str, str] | None = None,
+) -> Config:
+    """Load the config file (or only defaults), apply env overrides and CLI options."""
+    environ = dict(os.environ if environ is None else environ)
+    data = copy.deepcopy(DEFAULTS)
+    cfg_path = Path(path) if path else None
+    if cfg_path is not None:
+        label = str(cfg_path)
+        if not cfg_path.is_file():
+            raise ConfigError(f"{label}: config file not found; pass an existing file with --config")
+        try:
+            loaded = yaml.safe_load(cfg_path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as err:
+            mark = getattr(err, "problem_mark", None)
+            where = f":{mark.line + 1}" if mark is not None else ""
+            problem = getattr(err, "problem", None) or str(err)
+            raise ConfigError(f"{label}{where}: malformed YAML: {problem}; fix the syntax at that line") from err
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{label}: the config must be a mapping of keys (root, sources, spark, ...), got {type(loaded).__name__}")
+        _check_known_keys(loaded, label)
+        data = _deep_merge(data, loaded)
+    env_tree, env_names = _env_overrides(environ)
+    if env_tree:
+        _check_known_keys(env_tree, "environment (FEEDGEN__*)")
+        data = _deep_merge(data, env_tree)
+    if root:
+        data["root"] = root
+    if definitions:
+        data["definitions"] = definitions
+    data["root"] = str(data["root"]).rstrip("/") or "/"
+    data = _substitute_root(data, data["root"])
+    _validate_sources(data, cfg_path)
+    return Config(data=data, path=cfg_path, overrides=env_names)
+
+
+def _validate_sources(data: dict[str, Any], cfg_path: Path | None) -> None:
+    label = str(cfg_path) if cfg_path else "<embedded defaults>"
+    sources = data.get("sources")
+    if not isinstance(sources, dict):
+        raise ConfigError(f"{label}: sources must be a mapping of source name to {{path, format}}")
+    for name, spec in sources.items():
+        if name not in SOURCE_NAMES:
+            raise ConfigError(
+                f"{label}: sources.{name}: unknown source; known sources are {', '.join(SOURCE_NAMES)}"
+            )
+        if not isinstance(spec, dict) or "path" not in spec:
+            raise ConfigError(f"{label}: sources.{name}: needs a 'path' (and optionally 'format')")
+        fmt = spec.get("format", "parquet")
+        if fmt not in ("parquet", "csv", "json"):
+            raise ConfigError(
+                f"{label}: sources.{name}.format: {fmt!r} is not supported; use parquet, csv or json"
+            )
+        spec["format"] = fmt

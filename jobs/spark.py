@@ -1,0 +1,61 @@
+"""The one place a SparkSession is built."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from typing import Any
+
+from feedgen.jobs.errors import BadInput
+
+
+def check_java() -> None:
+    """Fail in one line, with the fix, when Java 17+ is missing."""
+    java = shutil.which("java", path=os.path.join(os.environ["JAVA_HOME"], "bin")) if os.environ.get("JAVA_HOME") else None
+    java = java or shutil.which("java")
+    hint = "install Java 17+ (Debian/Ubuntu: apt-get install -y openjdk-17-jre-headless) or set JAVA_HOME"
+    if not java:
+        raise BadInput(f"Java not found: PySpark needs Java 17 or newer; {hint}")
+    out = subprocess.run([java, "-version"], capture_output=True, text=True).stderr
+    version = _java_major(out)
+    if version is not None and version < 17:
+        raise BadInput(f"Java {version} found at {java}, PySpark 4 needs Java 17 or newer; {hint}")
+
+
+def _java_major(text: str) -> int | None:
+    import re
+
+    m = re.search(r'version "(\d+)(?:\.(\d+))?', text)
+    if not m:
+        return None
+    major = int(m.group(1))
+    return int(m.group(2)) if major == 1 and m.group(2) else major
+
+
+def spark_session(spark_conf: dict[str, Any] | None = None, master: str | None = None, app_name: str = "feedgen"):
+    """Get or create the SparkSession from the ``spark`` section of the config."""
+    check_java()
+    from pyspark.sql import SparkSession
+
+    conf = dict(spark_conf or {})
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    builder = (
+        SparkSession.builder.appName(app_name)
+        .master(master or conf.get("master") or "local[*]")
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.sql.shuffle.partitions", str(conf.get("shuffle_partitions", 8)))
+        .config("spark.driver.memory", str(conf.get("driver_memory", "4g")))
+        .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.sql.adaptive.enabled", "true")
+        .config("spark.sql.parquet.compression.codec", "zstd")
+        .config("spark.driver.extraJavaOptions", "-Dlog4j2.level=error")
+    )
+    for key, value in (conf.get("conf") or {}).items():
+        builder = builder.config(key, str(value))
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel("ERROR")
+    return spark
