@@ -42,7 +42,13 @@ DEFAULTS: dict[str, Any] = {
     "gates": {},
     "publish": {"store": None, "retention": 5},
     "kafka": {"bootstrap": None, "topic": "feedgen.deltas"},
-    "server": {"host": "127.0.0.1", "port": 8080, "workers": 2},
+    "server": {
+        "host": "127.0.0.1", "port": 8080, "workers": 2, "threads": 4,
+        "store": None,  # where published feeds are read; default publish.store, else root
+        "tokens": {},  # definition_id -> sha256 hex of its access token
+        "public": [],  # definition ids served without a token
+        "admin_token_sha256": None,  # for /runs and approve/reject
+    },
     "connectors": {},
 }
 
