@@ -39,9 +39,23 @@ DEFAULTS: dict[str, Any] = {
         "allow_stale_aggregate": False,
     },
     "generate": {},
-    "gates": {},
-    "publish": {"store": None, "retention": 5},
-    "kafka": {"bootstrap": None, "topic": "feedgen.deltas"},
+    "gates": {
+        # a run differing more than this from the last published one is held (per definition;
+        # a definition's `gates:` mapping overrides any of them, `enabled: false` turns them off)
+        "enabled": True,
+        "max_count_change": 0.2,  # |items - previous items| / previous items
+        "max_share_removed": 0.1,  # removed / previous items
+        "max_share_changed": 0.3,  # updated / previous items
+        "allow_empty": False,  # an empty output after a non-empty one
+        "max_null_rate": 0.05,  # share of items missing a required field
+        "refresh_after": "28d",  # resend unchanged items last sent this long ago
+    },
+    "publish": {"store": None, "retention": 5, "s3_endpoint": None},
+    "kafka": {
+        "bootstrap": None, "topic": "feedgen.deltas",
+        "delivery_timeout_ms": 60000,  # a delivery report not back by then is a failure
+        "producer": {},  # extra confluent-kafka producer settings
+    },
     "server": {
         "host": "127.0.0.1", "port": 8080, "workers": 2, "threads": 4,
         "store": None,  # where published feeds are read; default publish.store, else root
