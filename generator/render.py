@@ -1,0 +1,655 @@
+"""Rendering one entity into one feed item or export row, with per-item validation.
+
+A ``Renderer`` belongs to a template, not to a definition: the generator renders each
+entity once per template and routes the same fragment to every definition that uses it,
+so nothing here may depend on the definition (that goes in the header/footer context).
+
+Built-in templates live in ``templates/<name>/{header,item,footer}.<fmt>.j2``. Before the
+item template runs, a Python *prepare* step turns the aggregate row into the values the
+destination sees (``RenderResult.fields``), cleaning and checking them against the
+destination's rules; items that break a hard rule are left out (``text=None``) with an
+error reason, softer problems are kept with a warning reason.
+
+User templates (``<user_templates_dir>/<name>/`` with the same three files) run in
+Jinja's sandbox with the aggregate row as ``item``; they may call ``reject(reason)`` and
+``warn(reason)``. XML templates are autoescaped and every XML fragment of a user template
+is checked to be well-formed.
+
+Executors call this inside ``mapPartitions``: environments and renderers are built lazily
+once per process and cached; a pickled ``Renderer`` is rebuilt by name on the other side.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import difflib
+import json
+import re
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from feedgen.generator import audience as A
+from feedgen.generator.registry import AUDIENCE_EXPORTS, FEED_TEMPLATES, TEMPLATE_ENTITY
+from feedgen.generator.xmlsafe import (
+    csv_cell,
+    neutralise_formula,
+    text_clean,
+    tsv_cell,
+    xml_clean,
+)
+from feedgen.jobs.errors import BadInput
+from feedgen.jobs.paths import TEMPLATES_DIR
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+__all__ = ["RenderResult", "Renderer", "get_renderer", "render_count"]
+
+BUILTIN_FORMATS: dict[str, str] = {**FEED_TEMPLATES, **AUDIENCE_EXPORTS}
+
+
+@dataclass
+class RenderResult:
+    text: str | None
+    errors: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+    fields: dict = field(default_factory=dict)
+
+
+class _Rejected(Exception):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+# ---------------------------------------------------------------------------------------
+# values
+
+
+def _get(item: Mapping, path: str) -> Any:
+    value: Any = item
+    for part in path.split("."):
+        if not isinstance(value, Mapping):
+            return None
+        value = value.get(part)
+    return value
+
+
+def _jsonable(value: Any) -> Any:
+    if value is None or isinstance(value, bool | int):
+        return value
+    if isinstance(value, str):
+        return xml_clean(value)
+    if isinstance(value, float):
+        return value if value == value and value not in (float("inf"), float("-inf")) else None
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, dt.datetime | dt.date):
+        return value.isoformat()
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if hasattr(value, "asDict"):  # a pyspark Row that was not converted recursively
+        return _jsonable(value.asDict(recursive=True))
+    return str(value)
+
+
+def _cell_text(value: Any) -> str:
+    # how a value of any type is written in a CSV/TSV cell
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, Decimal | int | float):
+        return str(_jsonable(value)) if isinstance(value, float) else str(value)
+    if isinstance(value, dt.datetime | dt.date):
+        return value.isoformat()
+    if isinstance(value, list | tuple) and all(isinstance(v, str | int) for v in value):
+        return "|".join(str(v) for v in value)
+    return json.dumps(_jsonable(value), ensure_ascii=False, sort_keys=True)
+
+
+def _row_writer(sep: str, neutralise: bool) -> Callable[[list], str]:
+    cell = csv_cell if sep == "," else tsv_cell
+
+    def row(values: list) -> str:
+        out = []
+        for value in values:
+            text = text_clean(_cell_text(value))
+            # numbers cannot be formulas: only text is neutralised ("-5" stays a number)
+            if neutralise and isinstance(value, str):
+                text = neutralise_formula(text)
+            out.append(cell(text))
+        return sep.join(out)
+
+    return row
+
+
+def _text(value: Any, limit: int | None = None) -> tuple[str | None, bool]:
+    """Cleaned single-spaced text and whether it was cut at ``limit``."""
+    if value is None:
+        return None, False
+    text = " ".join(xml_clean(str(value)).split())
+    if not text:
+        return None, False
+    if limit is not None and len(text) > limit:
+        return text[: limit - 1].rstrip() + "…", True
+    return text, False
+
+
+def _long_text(value: Any, limit: int) -> tuple[str | None, bool]:
+    # descriptions keep their line breaks
+    if value is None:
+        return None, False
+    text = xml_clean(str(value)).strip()
+    if not text:
+        return None, False
+    if len(text) > limit:
+        return text[: limit - 1].rstrip() + "…", True
+    return text, False
+
+
+_CURRENCY = re.compile(r"^[A-Z]{3}$")
+_URL = re.compile(r"^https?://[^\s/$.?#][^\s]*$", re.IGNORECASE)
+
+
+def _money(value: Any) -> tuple[Decimal, str] | None:
+    if not isinstance(value, Mapping):
+        return None
+    amount, currency = value.get("amount"), value.get("currency")
+    if amount is None or not isinstance(currency, str):
+        return None
+    try:
+        amount = Decimal(str(amount))
+    except (InvalidOperation, ValueError):
+        return None
+    currency = currency.strip().upper()
+    if not amount.is_finite() or amount <= 0 or not _CURRENCY.match(currency):
+        return None
+    return amount, currency
+
+
+def _fmt_money(money: tuple[Decimal, str]) -> str:
+    return f"{money[0]:.2f} {money[1]}"
+
+
+def _gtin_ok(gtin: str) -> bool:
+    if not gtin.isdigit() or not gtin.isascii() or len(gtin) not in (8, 12, 13, 14):
+        return False
+    digits = [int(c) for c in gtin]
+    body, check = digits[:-1], digits[-1]
+    total = sum(d * (3 if i % 2 == 0 else 1) for i, d in enumerate(reversed(body)))
+    return (10 - total % 10) % 10 == check
+
+
+def _url(value: Any) -> str | None:
+    if not isinstance(value, str):
+        return None
+    url = xml_clean(value).strip()
+    return url if len(url) <= 2000 and _URL.match(url) else None
+
+
+# ---------------------------------------------------------------------------------------
+# offers
+
+
+_AVAILABILITY_ALIASES = {
+    "in_stock": "in_stock", "instock": "in_stock", "in stock": "in_stock",
+    "available": "in_stock", "out_of_stock": "out_of_stock", "outofstock": "out_of_stock",
+    "out of stock": "out_of_stock", "sold_out": "out_of_stock", "preorder": "preorder",
+    "pre_order": "preorder", "backorder": "backorder", "back_order": "backorder",
+    "available for order": "backorder",
+}
+_CONDITIONS = {"new", "used", "refurbished"}
+
+
+def _offer_fields(item: Mapping, errors: list[str], warnings: list[str], *,
+                  id_max: int, title_max: int, description_max: int) -> dict:
+    """The values every offer template shares, checked; Google's vocabulary."""
+    f: dict[str, Any] = {}
+    offer_id = item.get("offer_id")
+    offer_id = xml_clean(str(offer_id)).strip() if offer_id is not None else ""
+    if not offer_id:
+        errors.append("missing_id")
+    elif len(offer_id) > id_max:
+        errors.append("id_too_long")
+    f["id"] = offer_id
+
+    title, cut = _text(item.get("title"), title_max)
+    if title is None:
+        title, cut = _text(_get(item, "product.name"), title_max)
+    if title is None:
+        errors.append("missing_title")
+    elif cut:
+        warnings.append("title_truncated")
+    f["title"] = title
+
+    description, cut = _long_text(item.get("description"), description_max)
+    if description is None:
+        description = title
+        warnings.append("description_missing")
+    elif cut:
+        warnings.append("description_truncated")
+    f["description"] = description
+
+    raw_link = item.get("link")
+    f["link"] = _url(raw_link)
+    if f["link"] is None:
+        errors.append("missing_link" if not raw_link else "bad_link")
+    raw_image = item.get("image_link")
+    f["image_link"] = _url(raw_image)
+    if f["image_link"] is None:
+        errors.append("missing_image_link" if not raw_image else "bad_image_link")
+
+    availability = item.get("availability")
+    availability = _AVAILABILITY_ALIASES.get(str(availability).strip().lower()) if availability else None
+    if availability is None:
+        stock = item.get("stock")
+        if isinstance(stock, int):
+            availability = "in_stock" if stock > 0 else "out_of_stock"
+            warnings.append("availability_from_stock")
+        else:
+            errors.append("bad_availability")
+    f["availability"] = availability
+
+    price = _money(item.get("price"))
+    if price is None:
+        errors.append("missing_price" if not _get(item, "price.amount") else "bad_price")
+        f["price"] = None
+        f["sale_price"] = None
+    else:
+        f["price"] = _fmt_money(price)
+        # the lowest price the shopper pays: a campaign (effective_price) or the seller's
+        # sale price, shown only when it is below the regular price in the same currency
+        sale = None
+        for candidate in (_money(item.get("effective_price")), _money(item.get("sale_price"))):
+            if candidate and candidate[1] == price[1] and candidate[0] < price[0]:
+                sale = candidate if sale is None or candidate[0] < sale[0] else sale
+        if sale is None and _money(item.get("sale_price")) is not None:
+            warnings.append("sale_price_not_below_price")
+        f["sale_price"] = _fmt_money(sale) if sale else None
+
+    condition = item.get("condition")
+    condition = str(condition).strip().lower() if condition else None
+    if condition is not None and condition not in _CONDITIONS:
+        warnings.append("unknown_condition")
+        condition = None
+    f["condition"] = condition
+
+    f["brand"], cut = _text(item.get("brand") or _get(item, "product.brand"), 70)
+    if cut:
+        warnings.append("brand_truncated")
+    gtin = item.get("gtin") or _get(item, "product.gtin")
+    gtin = re.sub(r"[\s-]", "", str(gtin)) if gtin else None
+    if gtin is not None and not _gtin_ok(gtin):
+        warnings.append("invalid_gtin")
+        gtin = None
+    f["gtin"] = gtin
+    f["mpn"], cut = _text(item.get("mpn"), 70)
+    if cut:
+        warnings.append("mpn_truncated")
+    f["product_type"], _ = _text(_get(item, "category.path"), 750)
+    return f
+
+
+def _prepare_google(item: Mapping, options: Mapping, errors: list, warnings: list) -> dict:
+    f = _offer_fields(item, errors, warnings, id_max=50, title_max=150, description_max=5000)
+    f["identifier_exists"] = "no" if not f["gtin"] and not f["mpn"] else None
+    return f
+
+
+_META_AVAILABILITY = {"in_stock": "in stock", "out_of_stock": "out of stock",
+                      "preorder": "preorder", "backorder": "available for order"}
+
+
+def _prepare_meta(item: Mapping, options: Mapping, errors: list, warnings: list) -> dict:
+    f = _offer_fields(item, errors, warnings, id_max=100, title_max=200, description_max=9999)
+    f["availability"] = _META_AVAILABILITY.get(f["availability"] or "")
+    if f["condition"] is None:
+        # Meta requires a condition; a marketplace offer without one is sold as new
+        f["condition"] = "new"
+        warnings.append("condition_missing")
+    if not (f["brand"] or f["gtin"] or f["mpn"]):
+        errors.append("missing_brand_gtin_mpn")
+    return f
+
+
+# ---------------------------------------------------------------------------------------
+# customers
+
+
+def _prepare_ids(item: Mapping, options: Mapping, errors: list, warnings: list) -> dict:
+    customer_id = item.get("customer_id")
+    if customer_id is None or str(customer_id) == "":
+        errors.append("missing_id")
+    return {"customer_id": None if customer_id is None else str(customer_id)}
+
+
+def _hashed(value: str | None) -> str | None:
+    return A.sha256_hex(value) if value else None
+
+
+def _audience_identity(item: Mapping, warnings: list, email_rule, phone_rule) -> tuple:
+    email, phone = item.get("email"), item.get("phone")
+    norm_email = email_rule(email)
+    if email and norm_email is None:
+        warnings.append("bad_email")
+    norm_phone = phone_rule(phone, item.get("country"))
+    if phone and norm_phone is None:
+        warnings.append("bad_phone")
+    return norm_email, norm_phone
+
+
+def _prepare_google_cm(item: Mapping, options: Mapping, errors: list, warnings: list) -> dict:
+    email, phone = _audience_identity(item, warnings, A.google_email, A.e164_phone)
+    first, last = A.google_name(item.get("first_name")), A.google_name(item.get("last_name"))
+    country = A.normalize_country(item.get("country"))
+    zip_code = text_clean(str(item["zip"])).strip() or None if item.get("zip") else None
+    if not (email or phone or (first and last and country and zip_code)):
+        errors.append("no_identifier")
+    return {"Email": _hashed(email), "Phone": _hashed(phone), "First Name": _hashed(first),
+            "Last Name": _hashed(last), "Country": country, "Zip": zip_code}
+
+
+def _prepare_meta_ca(item: Mapping, options: Mapping, errors: list, warnings: list) -> dict:
+    email, phone = _audience_identity(item, warnings, A.meta_email, A.meta_phone)
+    country = item.get("country")
+    first, last = A.meta_name(item.get("first_name")), A.meta_name(item.get("last_name"))
+    zip_code, city = A.meta_zip(item.get("zip"), country), A.meta_city(item.get("city"))
+    if not (email or phone or (first and last and (zip_code or city))):
+        errors.append("no_identifier")
+    return {"EMAIL": _hashed(email), "PHONE": _hashed(phone), "FN": _hashed(first),
+            "LN": _hashed(last), "ZIP": _hashed(zip_code), "CT": _hashed(city),
+            "COUNTRY": _hashed(A.meta_country(country))}
+
+
+# ---------------------------------------------------------------------------------------
+# generic
+
+
+def _aggregate_paths(entity: str) -> list[str]:
+    from feedgen.aggregator.schemas import AGGREGATE_SCHEMAS  # pyspark: load only when asked
+
+    paths: list[str] = []
+
+    def walk(struct, prefix: str) -> None:
+        for f in struct.fields:
+            path = prefix + f.name
+            paths.append(path)
+            if hasattr(f.dataType, "fields"):
+                walk(f.dataType, path + ".")
+
+    walk(AGGREGATE_SCHEMAS[entity], "")
+    return paths
+
+
+def _generic_columns(name: str, options: Mapping) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    fields = options.get("fields")
+    where = f"template {name!r} option 'fields'"
+    if not isinstance(fields, list | tuple) or not fields or not all(
+            isinstance(f, str) for f in fields):
+        raise BadInput(f"{where}: give a list of field paths, e.g. "
+                       "fields: [offer_id, title, price.amount]")
+    known = _aggregate_paths(TEMPLATE_ENTITY[name])
+    for i, path in enumerate(fields):
+        if path not in known:
+            hint = difflib.get_close_matches(path, known, n=1)
+            fix = f"did you mean {hint[0]!r}?" if hint else "see OFFER_AGGREGATE_SCHEMA"
+            raise BadInput(f"{where}[{i}]: unknown field {path!r}; {fix}")
+    columns = options.get("columns") or fields
+    if not isinstance(columns, list | tuple) or len(columns) != len(fields):
+        raise BadInput(f"template {name!r} option 'columns': give one header name per "
+                       f"field ({len(fields)}), or leave it out to use the field paths")
+    return tuple(fields), tuple(str(c) for c in columns)
+
+
+# ---------------------------------------------------------------------------------------
+# environments
+
+
+def _finalize_xml(value: Any) -> Any:
+    if value is None:
+        return ""
+    return xml_clean(value) if isinstance(value, str) else value
+
+
+def _finalize_text(value: Any) -> Any:
+    return "" if value is None else value
+
+
+@cache
+def _environment(folder: str, fmt: str, sandboxed: bool) -> jinja2.Environment:
+    cls = ImmutableSandboxedEnvironment if sandboxed else jinja2.Environment
+    return cls(
+        loader=jinja2.FileSystemLoader(folder),
+        autoescape=fmt == "xml",
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        undefined=jinja2.StrictUndefined if not sandboxed else jinja2.ChainableUndefined,
+        finalize=_finalize_xml if fmt == "xml" else _finalize_text,
+        auto_reload=False,
+    )
+
+
+@dataclass(frozen=True)
+class _Builtin:
+    prepare: Callable[[Mapping, Mapping, list, list], dict]
+    required_fields: tuple[str, ...]
+    neutralise: bool = False
+
+
+_OFFER_REQUIRED = ("offer_id", "title", "link", "image_link", "price.amount",
+                   "price.currency", "availability")
+BUILTINS: dict[str, _Builtin] = {
+    "google_merchant_rss": _Builtin(_prepare_google, _OFFER_REQUIRED),
+    "meta_catalog_xml": _Builtin(_prepare_meta, _OFFER_REQUIRED),
+    "meta_catalog_csv": _Builtin(_prepare_meta, _OFFER_REQUIRED),
+    "generic_csv": _Builtin(lambda *a: {}, ("offer_id",), neutralise=True),
+    "generic_tsv": _Builtin(lambda *a: {}, ("offer_id",), neutralise=True),
+    "google_customer_match": _Builtin(_prepare_google_cm, ("customer_id", "email"),
+                                      neutralise=True),
+    "meta_custom_audience": _Builtin(_prepare_meta_ca, ("customer_id", "email"),
+                                     neutralise=True),
+    "ids_csv": _Builtin(_prepare_ids, ("customer_id",), neutralise=True),
+}
+
+_render_counter = threading.local()
+
+
+def render_count() -> int:
+    """How many items this thread has rendered (tests check render-once routing with it)."""
+    return getattr(_render_counter, "n", 0)
+
+
+class Renderer:
+    """Renders items of one template (with one set of options) to fragments."""
+
+    name: str
+    fmt: str
+    entity: str
+    required_fields: tuple[str, ...]
+
+    def __init__(self, name: str, options: Mapping | None = None,
+                 user_templates_dir: Path | None = None) -> None:
+        self.name = name
+        self.options = dict(options or {})
+        self.user_templates_dir = user_templates_dir
+        self._builtin = BUILTINS.get(name)
+        if self._builtin is not None:
+            folder, self.fmt, sandboxed = TEMPLATES_DIR / name, BUILTIN_FORMATS[name], False
+            self.entity = TEMPLATE_ENTITY[name]
+            self.required_fields = self._builtin.required_fields
+        else:
+            folder, self.fmt, self.entity = self._user_template(name, user_templates_dir)
+            sandboxed = True
+            self.required_fields = tuple(self.options.get("required_fields") or
+                                         (("offer_id",) if self.entity == "offer" else
+                                          ("customer_id",)))
+        self.user = sandboxed
+        env = _environment(str(folder), self.fmt, sandboxed)
+        try:
+            self._item = env.get_template(f"item.{self.fmt}.j2")
+            self._header = env.get_template(f"header.{self.fmt}.j2")
+            self._footer = env.get_template(f"footer.{self.fmt}.j2")
+        except jinja2.TemplateNotFound as err:
+            raise BadInput(f"{folder}: template {name!r} has no {err.name}; a template "
+                           f"folder holds header.{self.fmt}.j2, item.{self.fmt}.j2 and "
+                           f"footer.{self.fmt}.j2") from err
+        except jinja2.TemplateSyntaxError as err:
+            raise BadInput(f"{err.filename}:{err.lineno}: template {name!r}: {err.message}; "
+                           "fix the Jinja syntax") from err
+        neutralise = self._builtin.neutralise if self._builtin else True
+        self._row = _row_writer("\t" if self.fmt == "tsv" else ",", neutralise)
+        self._columns: tuple[str, ...] = ()
+        self._fields: tuple[str, ...] = ()
+        if name in ("generic_csv", "generic_tsv"):
+            self._fields, self._columns = _generic_columns(name, self.options)
+            self.required_fields = self._fields
+
+    @staticmethod
+    def _user_template(name: str, folder: Path | None) -> tuple[Path, str, str]:
+        known = sorted(BUILTIN_FORMATS)
+        if folder is None:
+            raise BadInput(f"unknown template {name!r}; use one of {known}, or set "
+                           "generate.templates_dir to a folder of your own templates")
+        base = Path(folder) / name
+        if not re.fullmatch(r"[A-Za-z0-9_\-]+", name) or not base.is_dir():
+            raise BadInput(f"unknown template {name!r}: no folder {base}; use one of "
+                           f"{known} or create {base}/item.xml.j2 (or .csv.j2, .tsv.j2)")
+        for fmt in ("xml", "csv", "tsv"):
+            if (base / f"item.{fmt}.j2").is_file():
+                entity = "offer"
+                marker = base / "entity"
+                if marker.is_file():
+                    entity = marker.read_text(encoding="utf-8").strip()
+                    if entity not in ("offer", "customer"):
+                        raise BadInput(f"{marker}: entity {entity!r}; write offer or customer")
+                return base, fmt, entity
+        raise BadInput(f"{base}: template {name!r} has no item.xml.j2, item.csv.j2 or "
+                       "item.tsv.j2")
+
+    def __reduce__(self):
+        # rebuilt by name in the executor (and taken from its process cache there)
+        return (get_renderer, (self.name, self.options, self.user_templates_dir))
+
+    def _chrome_ctx(self, ctx: Mapping) -> dict:
+        definition_id = str(ctx.get("definition_id") or "")
+        return {
+            **ctx,
+            "title": ctx.get("title") or definition_id,
+            "link": ctx.get("link") or "",
+            "description": ctx.get("description") or
+            f"feedgen {definition_id}, run {ctx.get('run_id', '')}, as of {ctx.get('as_of', '')}",
+            "options": self.options,
+            "columns": list(self._columns),
+            "row": self._row,
+        }
+
+    def header(self, ctx: dict) -> str:
+        """The text before the first item (XML prolog and channel, CSV header line)."""
+        return self._header.render(self._chrome_ctx(ctx))
+
+    def footer(self, ctx: dict) -> str:
+        """The text after the last item."""
+        return self._footer.render(self._chrome_ctx(ctx))
+
+    def render(self, item: dict) -> RenderResult:
+        """Render one aggregate row; ``text`` is None when an error leaves it out."""
+        _render_counter.n = getattr(_render_counter, "n", 0) + 1
+        if self.user:
+            return self._render_user(item)
+        errors: list[str] = []
+        warnings: list[str] = []
+        if self._fields:
+            values = [_get(item, path) for path in self._fields]
+            key = item.get("offer_id")
+            if key is None or key == "":
+                errors.append("missing_id")
+            fields = {path: _jsonable(v) for path, v in zip(self._fields, values, strict=True)}
+            if errors:
+                return RenderResult(None, tuple(errors), (), fields)
+            return RenderResult(self._row(values) + "\n", (), (), fields)
+        fields = self._builtin.prepare(item, self.options, errors, warnings)
+        if errors:
+            return RenderResult(None, tuple(errors), tuple(warnings), fields)
+        text = self._item.render(f=fields, row=self._row)
+        return RenderResult(text, (), tuple(warnings), fields)
+
+    def _render_user(self, item: dict) -> RenderResult:
+        warnings: list[str] = []
+
+        def reject(reason: str) -> None:
+            raise _Rejected(str(reason))
+
+        def warn(reason: str) -> str:
+            warnings.append(str(reason))
+            return ""
+
+        fields = _jsonable(item)
+        try:
+            text = self._item.render(item=item, row=self._row, reject=reject, warn=warn,
+                                     options=self.options)
+        except _Rejected as rejected:
+            return RenderResult(None, (rejected.reason,), tuple(warnings), fields)
+        except jinja2.exceptions.SecurityError:
+            return RenderResult(None, ("template_security_error",), tuple(warnings), fields)
+        except (jinja2.TemplateError, TypeError, ValueError, ArithmeticError,
+                LookupError, AttributeError):
+            return RenderResult(None, ("template_error",), tuple(warnings), fields)
+        if self.fmt == "xml" and not _well_formed(text):
+            return RenderResult(None, ("template_invalid_xml",), tuple(warnings), fields)
+        return RenderResult(text, (), tuple(warnings), fields)
+
+
+_PREFIX = re.compile(r"</?([A-Za-z_][\w.\-]*):")
+
+
+def _well_formed(fragment: str) -> bool:
+    from lxml import etree
+
+    prefixes = sorted(set(_PREFIX.findall(fragment)) - {"xml"})
+    decl = " ".join(f'xmlns:{p}="urn:feedgen:{p}"' for p in prefixes)
+    try:
+        etree.fromstring(f"<feedgen-check {decl}>{fragment}</feedgen-check>".encode())
+    except etree.XMLSyntaxError:
+        return False
+    return True
+
+
+def _freeze(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return tuple(sorted((str(k), _freeze(v)) for k, v in value.items()))
+    if isinstance(value, list | tuple):
+        return tuple(_freeze(v) for v in value)
+    return value
+
+
+_RENDERERS: dict[tuple, Renderer] = {}
+_LOCK = threading.Lock()
+
+
+def renderer_key(name: str, options: Mapping | None = None) -> tuple:
+    """What makes two renders equal: the template name and its frozen options."""
+    return (name, _freeze(dict(options or {})))
+
+
+def get_renderer(name: str, options: Mapping | None = None,
+                 user_templates_dir: Path | None = None) -> Renderer:
+    """The cached renderer of template ``name`` with ``options`` (built once per process)."""
+    key = (*renderer_key(name, options), str(user_templates_dir or ""))
+    renderer = _RENDERERS.get(key)
+    if renderer is None:
+        with _LOCK:
+            renderer = _RENDERERS.get(key)
+            if renderer is None:
+                renderer = Renderer(name, options, user_templates_dir)
+                _RENDERERS[key] = renderer
+    return renderer
