@@ -22,6 +22,8 @@ import hashlib
 import re
 import unicodedata
 
+from feedgen.generator.xmlsafe import text_clean
+
 __all__ = [
     "CALLING_CODES",
     "e164_phone",
@@ -73,7 +75,7 @@ def sha256_hex(value: str) -> str:
 def _text(value: object) -> str | None:
     if value is None:
         return None
-    text = unicodedata.normalize("NFC", str(value)).strip()
+    text = unicodedata.normalize("NFC", text_clean(str(value))).strip()
     return text or None
 
 

@@ -50,7 +50,8 @@ def text_clean(text: str) -> str:
 
 def neutralise_formula(text: str) -> str:
     """Prefix a cell that a spreadsheet would run as a formula with a single quote."""
-    return "'" + text if text.startswith(_FORMULA_START) else text
+    # a spreadsheet skips leading spaces before it looks for the "="
+    return "'" + text if text.lstrip().startswith(_FORMULA_START) else text
 
 
 def csv_cell(text: str) -> str:
