@@ -205,7 +205,7 @@ def write_sample_data(out: str | Path, offers: int = 10_000, customers: int = 2_
             elif k == "negative_price":
                 price_txt[j] = f"-{price_txt[j]}"
             elif k == "non_numeric_price":
-                price_txt[j] = ["12,99 zł", "abc", "", "NaN"][j % 4]
+                price_txt[j] = ["12,99 zł", "abc", "", "NaN"][(int(i[j]) // 700) % 4]
             elif k == "unknown_currency":
                 currency[j] = "XYZ"
             elif k == "duplicate_offer_id":

@@ -1,0 +1,141 @@
+"""The offer aggregate: offer + seller + product + campaigns active at as_of + rating."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from feedgen.aggregator.schemas import CAMPAIGN_STRUCT, MONEY, OFFER_AGGREGATE_SCHEMA
+from feedgen.aggregator.sources import REASON, TypedSource, add_reason, drop_duplicates_by_key
+
+CATEGORY_SEP = " > "
+SCOPE_TYPES = ("all", "category", "seller", "brand")
+
+
+def validate_sellers(sellers: TypedSource) -> TypedSource:
+    rating = F.col("rating")
+    sellers = add_reason(sellers, rating.isNotNull() & ((rating < 0) | (rating > 5)), "rating out of range 0-5")
+    return drop_duplicates_by_key(sellers, "seller_id", [F.col("name").asc_nulls_last()])
+
+
+def validate_products(products: TypedSource) -> TypedSource:
+    return drop_duplicates_by_key(products, "product_id", [F.col("name").asc_nulls_last()])
+
+
+def validate_campaigns(campaigns: TypedSource) -> TypedSource:
+    d = F.col("discount_pct")
+    c = add_reason(campaigns, (d <= 0) | (d > 100), "discount_pct out of range (0, 100]")
+    c = add_reason(c, F.col("ends_at") <= F.col("starts_at"), "ends_at not after starts_at")
+    c = add_reason(c, ~F.col("scope_type").isin(*SCOPE_TYPES), "unknown scope_type")
+    c = add_reason(c, (F.col("scope_type") != "all") & F.col("scope_value").isNull(), "missing scope_value")
+    return drop_duplicates_by_key(c, "campaign_id", [F.col("starts_at").desc()])
+
+
+def validate_ratings(ratings: TypedSource) -> TypedSource:
+    s = F.col("stars")
+    return add_reason(ratings, (s < 1) | (s > 5), "stars out of range 1-5")
+
+
+def validate_offers(offers: TypedSource, currencies: list[str], good_seller_ids: DataFrame) -> TypedSource:
+    """Row checks, duplicate ids (newest updated_at wins), and offers of unknown sellers."""
+    o = add_reason(offers, F.col("price_amount") < 0, "negative price_amount")
+    o = add_reason(o, F.col("sale_price_amount") < 0, "negative sale_price_amount")
+    o = add_reason(o, ~F.col("price_currency").isin(*currencies), "unknown price_currency")
+    o = add_reason(o, F.col("stock") < 0, "negative stock")
+    o = drop_duplicates_by_key(o, "offer_id", [F.col("updated_at").desc_nulls_last()])
+    known = good_seller_ids.select(F.col("seller_id").alias("_known_seller"))
+    df = o.df.join(F.broadcast(known), o.df.seller_id == known._known_seller, "left")
+    df = df.withColumn(REASON, F.coalesce(F.col(REASON), F.when(F.col("_known_seller").isNull(), F.lit("unknown seller_id"))))
+    return TypedSource(o.name, o.path, df.drop("_known_seller"), o.columns)
+
+
+def _campaign_literal(row: dict) -> Column:
+    fields = []
+    for f in CAMPAIGN_STRUCT.fields:
+        fields.append(F.lit(row[f.name]).cast(f.dataType).alias(f.name))
+    return F.struct(*fields)
+
+
+def active_campaigns(campaigns: DataFrame, as_of: datetime) -> list[dict]:
+    """Campaigns active at as_of (starts_at <= as_of < ends_at), collected: they are few."""
+    as_of_lit = F.lit(as_of).cast("timestamp")
+    rows = campaigns.where((F.col("starts_at") <= as_of_lit) & (F.col("ends_at") > as_of_lit)).orderBy("campaign_id").collect()
+    return [r.asDict() for r in rows]
+
+
+def _scope_key(scope_type: str, value: str | None) -> str:
+    return f"{scope_type}:{value or ''}"
+
+
+def _campaigns_column(active: list[dict]) -> Column:
+    """Per offer, the active campaigns whose scope covers it, through a map literal: no join, no shuffle."""
+    empty = F.array().cast(T.ArrayType(CAMPAIGN_STRUCT))
+    if not active:
+        return empty
+    by_key: dict[str, list[dict]] = {}
+    for row in active:
+        by_key.setdefault(_scope_key(row["scope_type"], row["scope_value"]), []).append(row)
+    entries: list[Column] = []
+    for key, rows in sorted(by_key.items()):
+        entries += [F.lit(key), F.array(*[_campaign_literal(r) for r in rows])]
+    lookup = F.create_map(*entries)
+    levels = F.split(F.col("category_path"), CATEGORY_SEP, -1)
+    prefixes = F.transform(
+        F.sequence(F.lit(1), F.greatest(F.size(levels), F.lit(1))),
+        lambda i: F.concat(F.lit("category:"), F.array_join(F.slice(levels, 1, i), CATEGORY_SEP)),
+    )
+    keys = F.concat(
+        F.array(F.lit("all:"), F.concat(F.lit("seller:"), F.col("seller_id")), F.concat(F.lit("brand:"), F.col("brand"))),
+        prefixes,
+    )
+    found = F.transform(keys, lambda k: F.coalesce(F.try_element_at(lookup, k), empty))
+    return F.array_sort(F.flatten(found), lambda a, b: F.when(a.campaign_id < b.campaign_id, -1).when(a.campaign_id > b.campaign_id, 1).otherwise(0))
+
+
+def build_offer_aggregate(offers: DataFrame, sellers: DataFrame, products: DataFrame,
+                          ratings: DataFrame, active: list[dict]) -> DataFrame:
+    """Join valid offers with their seller, product, product rating and active campaigns."""
+    seller = sellers.select(F.col("seller_id").alias("_sid"), F.struct(
+        "seller_id", "name", "rating", "country", "status").alias("seller"))
+    product = products.select(F.col("product_id").alias("_pid"), F.struct(
+        "product_id", "name", "brand", "category_path", "gtin").alias("product"))
+    rating = ratings.groupBy(F.col("product_id").alias("_rpid")).agg(
+        F.round(F.avg("stars"), 2).alias("average"), F.count(F.lit(1)).alias("count"))
+    rating = rating.select("_rpid", F.struct("average", "count").alias("rating"))
+
+    df = (offers.join(F.broadcast(seller), offers.seller_id == seller._sid, "left")
+          .join(product, offers.product_id == product._pid, "left")
+          .join(rating, offers.product_id == rating._rpid, "left"))
+    df = df.withColumn("campaigns", _campaigns_column(active))
+    levels = F.split(F.col("category_path"), CATEGORY_SEP, -1)
+    best_discount = F.aggregate(F.col("campaigns"), F.lit(0.0), lambda acc, c: F.greatest(acc, c.discount_pct))
+    campaign_price = F.round(F.col("price_amount") * (F.lit(1.0) - best_discount / 100.0), 2).cast(MONEY)
+    effective = F.least(F.col("price_amount"), F.coalesce(F.col("sale_price_amount"), F.col("price_amount")), campaign_price)
+    price = lambda amount: F.struct(amount.cast(MONEY).alias("amount"), F.col("price_currency").alias("currency"))  # noqa: E731
+    out = df.select(
+        "offer_id", "product_id", "seller_id", "title", "description",
+        F.struct(F.col("category_path").alias("path"), levels.alias("levels"), F.try_element_at(levels, F.lit(1)).alias("top")).alias("category"),
+        price(F.col("price_amount")).alias("price"),
+        F.when(F.col("sale_price_amount").isNotNull(), price(F.col("sale_price_amount"))).alias("sale_price"),
+        price(effective).alias("effective_price"),
+        "stock",
+        F.when(F.col("stock") > 0, "in_stock").otherwise("out_of_stock").alias("availability"),
+        F.coalesce(F.lower("condition"), F.lit("new")).alias("condition"),
+        F.coalesce(F.col("brand"), F.col("product.brand")).alias("brand"),
+        F.coalesce(F.col("gtin"), F.col("product.gtin")).alias("gtin"),
+        "mpn", "link", "image_link",
+        F.coalesce(F.col("attributes"), F.create_map().cast(T.MapType(T.StringType(), T.StringType()))).alias("attributes"),
+        "updated_at", "seller", "product", "campaigns",
+        F.transform("campaigns", lambda c: c.campaign_id).alias("campaign_ids"),
+        F.coalesce(F.col("rating"), F.struct(F.lit(None).cast("double").alias("average"), F.lit(0).cast("long").alias("count"))).alias("rating"),
+    )
+    return _conform(out, OFFER_AGGREGATE_SCHEMA)
+
+
+def _conform(df: DataFrame, schema: T.StructType) -> DataFrame:
+    """Cast to the declared aggregate schema (field order and types), so readers can rely on it."""
+    return df.select(*[F.col(f.name).cast(f.dataType).alias(f.name) for f in schema.fields])
+
