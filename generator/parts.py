@@ -101,13 +101,13 @@ def _split(parts: Sequence[PartInfo], fixed_bytes: int, max_bytes: int | None,
     size, items = fixed_bytes, 0
     for part in parts:
         current = files[-1]
-        over_bytes = max_bytes is not None and size + part.bytes > max_bytes
+        over_bytes = max_bytes is not None and size + part.raw_bytes > max_bytes
         over_items = max_items is not None and items + part.items > max_items
         if current and (over_bytes or over_items):
             files.append([])
             size, items = fixed_bytes, 0
         files[-1].append(part)
-        size += part.bytes
+        size += part.raw_bytes
         items += part.items
     return files
 
@@ -134,15 +134,16 @@ def write_manifest(
 ) -> dict:
     """Write the header and footer members and ``manifest.json`` (atomically); return it.
 
-    ``parts`` are in document order. When a file would pass ``max_file_bytes`` (gz bytes)
-    or ``max_file_items``, the parts are split into several files at part boundaries; each
-    file repeats the same header and footer.
+    ``parts`` are in document order. When a file would pass ``max_file_bytes`` or
+    ``max_file_items``, the parts are split into several files at part boundaries; each
+    file repeats the same header and footer. The byte limit is on the uncompressed size:
+    partners count the document, and a server may send it unzipped.
     """
     folder = Path(folder)
     ctype = content_type(fmt)
     head = write_part(folder, f"header.{fmt}.gz", header.encode("utf-8"), 0)
     foot = write_part(folder, f"footer.{fmt}.gz", footer.encode("utf-8"), 0)
-    groups = _split(parts, head.bytes + foot.bytes, max_file_bytes, max_file_items)
+    groups = _split(parts, head.raw_bytes + foot.raw_bytes, max_file_bytes, max_file_items)
     manifest = {
         "schema_version": SCHEMA_VERSION,
         "definition_id": definition_id,

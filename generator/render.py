@@ -47,7 +47,7 @@ from feedgen.jobs.errors import BadInput
 from feedgen.jobs.paths import TEMPLATES_DIR
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-__all__ = ["RenderResult", "Renderer", "get_renderer", "render_count"]
+__all__ = ["MAX_FILE_BYTES", "RenderResult", "Renderer", "get_renderer", "render_count", "renderer_key"]
 
 BUILTIN_FORMATS: dict[str, str] = {**FEED_TEMPLATES, **AUDIENCE_EXPORTS}
 
@@ -463,6 +463,14 @@ BUILTINS: dict[str, _Builtin] = {
     "ids_csv": _Builtin(_prepare_ids, ("customer_id",), neutralise=True),
 }
 
+# Largest file a partner takes (uncompressed bytes); the generator passes it to
+# write_manifest unless a definition sets its own limit.
+MAX_FILE_BYTES: dict[str, int] = {
+    "google_merchant_rss": 4_000_000_000,
+    "meta_catalog_xml": 100_000_000,
+    "meta_catalog_csv": 100_000_000,
+}
+
 _render_counter = threading.local()
 
 
@@ -478,6 +486,7 @@ class Renderer:
     fmt: str
     entity: str
     required_fields: tuple[str, ...]
+    max_file_bytes: int | None
 
     def __init__(self, name: str, options: Mapping | None = None,
                  user_templates_dir: Path | None = None) -> None:
@@ -496,6 +505,7 @@ class Renderer:
                                          (("offer_id",) if self.entity == "offer" else
                                           ("customer_id",)))
         self.user = sandboxed
+        self.max_file_bytes = MAX_FILE_BYTES.get(name)
         env = _environment(str(folder), self.fmt, sandboxed)
         try:
             self._item = env.get_template(f"item.{self.fmt}.j2")

@@ -85,9 +85,12 @@ def test_byte_limit_splits_and_never_leaves_a_file_without_parts(tmp_path):
     manifest = _write_feed(tmp_path, chunks, max_file_bytes=1)
     # each part alone is over the limit: one part per file, none empty
     assert [len(f["parts"]) for f in manifest["files"]] == [1, 1, 1]
-    limit = manifest["files"][0]["bytes"] * 2 - 1
+    # the limit is on the uncompressed document: room for header, footer and two parts
+    limit = manifest["files"][0]["raw_bytes"] + len(chunks[0][0]) + 1
     manifest = _write_feed(tmp_path, chunks, max_file_bytes=limit)
-    assert all(f["bytes"] <= limit for f in manifest["files"])
+    assert [len(f["parts"]) for f in manifest["files"]] == [2, 1]
+    assert all(f["raw_bytes"] <= limit for f in manifest["files"])
+    assert all(len(assemble(tmp_path, i)) <= limit for i in range(2))
 
 
 def test_no_parts_gives_one_empty_but_valid_document(tmp_path):
