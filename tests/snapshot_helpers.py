@@ -54,3 +54,56 @@ def write_feed_run(root: Path, run_id: str, as_of: str, feeds: dict[str, dict[st
                                          "excluded": {}, "null_rates": nulls}
     write_run(root, record)
     return record
+
+
+def generate_run(spark, config, run_id: str, as_of: str, feeds: dict[str, dict[str, dict]],
+                 destinations=("google",), gates: dict[str, dict] | None = None) -> dict:
+    """What the generator does for a run: files, run.json, snapshot + diff per definition, gates."""
+    from feedgen.generator.gates import check_run
+    from feedgen.generator.snapshots import snapshot_and_diff
+    from feedgen.jobs.publish import current_run_id
+
+    root = Path(config.root)
+    record = write_feed_run(root, run_id, as_of, feeds)
+    for def_id, items in feeds.items():
+        record["definitions"][def_id]["delta"] = snapshot_and_diff(
+            spark, root, run_id, def_id, items_frame(spark, items), as_of=as_of,
+            destinations=list(destinations), base_run_id=current_run_id(config, def_id))
+    check_run(config, record, definition_gates=gates)
+    write_run(root, record)
+    return record
+
+
+def consume(bootstrap: str, topic: str, expected: int, timeout: float = 30.0) -> list:
+    """Read ``expected`` messages of ``topic`` from the beginning with a separate consumer."""
+    import time
+
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"test-{topic}",
+                         "enable.auto.commit": False})
+    try:
+        parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in parts])
+        out = []
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and len(out) < expected:
+            msg = consumer.poll(0.5)
+            if msg is None:
+                continue
+            if msg.error():
+                raise RuntimeError(str(msg.error()))
+            out.append(msg)
+        # a little longer, to catch anything sent beyond what was expected
+        extra_deadline = time.monotonic() + 1.0
+        while time.monotonic() < extra_deadline:
+            msg = consumer.poll(0.2)
+            if msg is not None and not msg.error():
+                out.append(msg)
+        return out
+    finally:
+        consumer.close()
+
+
+def events_of(messages) -> list[dict]:
+    return [json.loads(m.value()) for m in messages]
