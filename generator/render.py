@@ -47,7 +47,8 @@ from feedgen.jobs.errors import BadInput
 from feedgen.jobs.paths import TEMPLATES_DIR
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-__all__ = ["MAX_FILE_BYTES", "RenderResult", "Renderer", "get_renderer", "render_count", "renderer_key"]
+__all__ = ["MAX_FILE_BYTES", "RenderResult", "Renderer", "get_renderer", "render_count",
+           "render_options", "renderer_key"]
 
 BUILTIN_FORMATS: dict[str, str] = {**FEED_TEMPLATES, **AUDIENCE_EXPORTS}
 
@@ -653,9 +654,26 @@ _RENDERERS: dict[tuple, Renderer] = {}
 _LOCK = threading.Lock()
 
 
+# The options that change what a template renders; the rest (file limits) only change
+# how the output is split, so definitions differing only there share one render.
+_RENDER_OPTIONS: dict[str, tuple[str, ...]] = {
+    "generic_csv": ("fields", "columns"), "generic_tsv": ("fields", "columns"),
+}
+_LAYOUT_OPTIONS = ("max_file_bytes", "max_file_items")
+
+
+def render_options(name: str, options: Mapping | None) -> dict:
+    """The part of a definition's ``options`` that the render of ``name`` depends on."""
+    options = options or {}
+    if name in BUILTINS:
+        keys = _RENDER_OPTIONS.get(name, ())
+        return {k: options[k] for k in keys if k in options}
+    return {k: v for k, v in options.items() if k not in _LAYOUT_OPTIONS}
+
+
 def renderer_key(name: str, options: Mapping | None = None) -> tuple:
-    """What makes two renders equal: the template name and its frozen options."""
-    return (name, _freeze(dict(options or {})))
+    """What makes two renders equal: the template name and its render options, frozen."""
+    return (name, _freeze(render_options(name, options)))
 
 
 def get_renderer(name: str, options: Mapping | None = None,
@@ -667,6 +685,6 @@ def get_renderer(name: str, options: Mapping | None = None,
         with _LOCK:
             renderer = _RENDERERS.get(key)
             if renderer is None:
-                renderer = Renderer(name, options, user_templates_dir)
+                renderer = Renderer(name, render_options(name, options), user_templates_dir)
                 _RENDERERS[key] = renderer
     return renderer

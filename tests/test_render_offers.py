@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 from feedgen.generator.parts import assemble, part_name, write_manifest, write_part
-from feedgen.generator.render import get_renderer, render_count
+from feedgen.generator.render import get_renderer, render_count, renderer_key
 from feedgen.jobs.errors import BadInput
 from lxml import etree
 
@@ -173,6 +173,10 @@ def test_renderers_are_cached_per_template_and_options_and_survive_pickling():
     assert get_renderer("generic_csv", {"fields": ["offer_id"]}) is a
     assert get_renderer("generic_csv", {"fields": ["title"]}) is not a
     assert pickle.loads(pickle.dumps(a)) is a
+    # file limits do not change the render: definitions differing there share one
+    assert get_renderer("generic_csv", {"fields": ["offer_id"], "max_file_items": 10}) is a
+    assert renderer_key("google_merchant_rss", {"max_file_bytes": 5}) == \
+        renderer_key("google_merchant_rss")
     google = get_renderer("google_merchant_rss")
     assert (google.fmt, google.entity) == ("xml", "offer")
     assert "image_link" in google.required_fields
