@@ -579,6 +579,8 @@ class Renderer:
     def render(self, item: dict) -> RenderResult:
         """Render one aggregate row; ``text`` is None when an error leaves it out."""
         _render_counter.n = getattr(_render_counter, "n", 0) + 1
+        if not isinstance(item, Mapping) and hasattr(item, "asDict"):
+            item = item.asDict(recursive=True)
         if self.user:
             return self._render_user(item)
         errors: list[str] = []

@@ -10,6 +10,8 @@ import pytest
 from feedgen.generator.parts import assemble, part_name, write_manifest, write_part
 from feedgen.generator.render import get_renderer
 from feedgen.generator.xmlsafe import text_clean, xml_clean
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from lxml import etree
 
 USER_TEMPLATES = Path(__file__).parent / "fixtures" / "render" / "user_templates"
@@ -145,3 +147,18 @@ def test_cleaners_keep_valid_text_untouched():
     text = "Zażółć gęślą jaźń \u200f 😀 \t tab"
     assert xml_clean(text) is text
     assert text_clean("a\r\nb\tc") == "a b c"
+
+
+@settings(max_examples=150, deadline=None)
+@given(text=st.text(alphabet=st.characters(exclude_categories=()), max_size=60))
+def test_any_text_in_any_field_gives_parseable_xml_and_one_line_csv(text):
+    item = hostile_offer(title=text or "t", description=text, brand=text, mpn=text,
+                         category={"path": text})
+    for name in ("google_merchant_rss", "meta_catalog_xml"):
+        result = get_renderer(name).render(item)
+        if result.text is not None:
+            wrapped = f'<r xmlns:g="http://base.google.com/ns/1.0">{result.text}</r>'
+            etree.fromstring(wrapped.encode("utf-8"))
+    row = get_renderer("meta_catalog_csv").render(item).text
+    if row is not None:
+        assert len(next(csv.reader(io.StringIO(row)))) == 13 and row.count("\n") == 1
