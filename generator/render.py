@@ -447,21 +447,27 @@ class _Builtin:
     prepare: Callable[[Mapping, Mapping, list, list], dict]
     required_fields: tuple[str, ...]
     neutralise: bool = False
+    input_columns: tuple[str, ...] | None = None
 
 
+_OFFER_COLUMNS = ("offer_id", "title", "description", "link", "image_link", "availability",
+                  "stock", "price", "sale_price", "effective_price", "condition", "brand",
+                  "gtin", "mpn", "category", "product")
+_CUSTOMER_COLUMNS = ("customer_id", "email", "phone", "first_name", "last_name", "country",
+                     "city", "zip")
 _OFFER_REQUIRED = ("offer_id", "title", "link", "image_link", "price.amount",
                    "price.currency", "availability")
 BUILTINS: dict[str, _Builtin] = {
-    "google_merchant_rss": _Builtin(_prepare_google, _OFFER_REQUIRED),
-    "meta_catalog_xml": _Builtin(_prepare_meta, _OFFER_REQUIRED),
-    "meta_catalog_csv": _Builtin(_prepare_meta, _OFFER_REQUIRED),
-    "generic_csv": _Builtin(lambda *a: {}, ("offer_id",), neutralise=True),
-    "generic_tsv": _Builtin(lambda *a: {}, ("offer_id",), neutralise=True),
-    "google_customer_match": _Builtin(_prepare_google_cm, ("customer_id", "email"),
-                                      neutralise=True),
-    "meta_custom_audience": _Builtin(_prepare_meta_ca, ("customer_id", "email"),
-                                     neutralise=True),
-    "ids_csv": _Builtin(_prepare_ids, ("customer_id",), neutralise=True),
+    "google_merchant_rss": _Builtin(_prepare_google, _OFFER_REQUIRED, False, _OFFER_COLUMNS),
+    "meta_catalog_xml": _Builtin(_prepare_meta, _OFFER_REQUIRED, False, _OFFER_COLUMNS),
+    "meta_catalog_csv": _Builtin(_prepare_meta, _OFFER_REQUIRED, False, _OFFER_COLUMNS),
+    "generic_csv": _Builtin(lambda *a: {}, ("offer_id",), True),
+    "generic_tsv": _Builtin(lambda *a: {}, ("offer_id",), True),
+    "google_customer_match": _Builtin(_prepare_google_cm, ("customer_id", "email"), True,
+                                      _CUSTOMER_COLUMNS),
+    "meta_custom_audience": _Builtin(_prepare_meta_ca, ("customer_id", "email"), True,
+                                     _CUSTOMER_COLUMNS),
+    "ids_csv": _Builtin(_prepare_ids, ("customer_id",), True, ("customer_id",)),
 }
 
 # Largest file a partner takes (uncompressed bytes); the generator passes it to
@@ -488,6 +494,7 @@ class Renderer:
     entity: str
     required_fields: tuple[str, ...]
     max_file_bytes: int | None
+    input_columns: tuple[str, ...] | None
 
     def __init__(self, name: str, options: Mapping | None = None,
                  user_templates_dir: Path | None = None) -> None:
@@ -507,6 +514,9 @@ class Renderer:
                                           ("customer_id",)))
         self.user = sandboxed
         self.max_file_bytes = MAX_FILE_BYTES.get(name)
+        # the top-level aggregate columns the render reads (None: all, user templates);
+        # selecting only these before mapPartitions saves converting and shipping the rest
+        self.input_columns = self._builtin.input_columns if self._builtin else None
         env = _environment(str(folder), self.fmt, sandboxed)
         try:
             self._item = env.get_template(f"item.{self.fmt}.j2")
@@ -526,6 +536,8 @@ class Renderer:
         if name in ("generic_csv", "generic_tsv"):
             self._fields, self._columns = _generic_columns(name, self.options)
             self.required_fields = self._fields
+            tops = dict.fromkeys(("offer_id", *(f.split(".", 1)[0] for f in self._fields)))
+            self.input_columns = tuple(tops)
 
     @staticmethod
     def _user_template(name: str, folder: Path | None) -> tuple[Path, str, str]:

@@ -113,3 +113,11 @@ def test_ids_csv_neutralises_formula_ids_and_audience_fields_hold_no_raw_pii():
     assert header == ["customer_id"] and row == ["'=HYPERLINK(\"http://evil\")"]
     fields = get_renderer("google_customer_match").render(CUSTOMER).fields
     assert "kowalski" not in str(fields).lower()
+
+
+@pytest.mark.parametrize("name", ["google_customer_match", "meta_custom_audience", "ids_csv"])
+def test_audience_render_reads_only_its_input_columns(name):
+    renderer = get_renderer(name)
+    full = {**CUSTOMER, "orders": [], "events": [], "attributes": {"x": "y"}}
+    narrow = {k: v for k, v in full.items() if k in renderer.input_columns}
+    assert renderer.render(narrow) == renderer.render(full)

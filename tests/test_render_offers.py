@@ -187,3 +187,12 @@ def test_render_count_counts_each_render():
     get_renderer("google_merchant_rss").render(offer())
     get_renderer("meta_catalog_csv").render(offer())
     assert render_count() == before + 2
+
+
+def test_render_reads_only_its_input_columns():
+    google = get_renderer("google_merchant_rss")
+    full = offer(attributes={"a": "b"}, seller={"name": "S"}, campaigns=[], rating=None)
+    narrow = {k: v for k, v in full.items() if k in google.input_columns}
+    assert google.render(narrow) == google.render(full)
+    generic = get_renderer("generic_csv", {"fields": ["title", "price.amount", "price.currency"]})
+    assert generic.input_columns == ("offer_id", "title", "price")
