@@ -29,7 +29,7 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -71,10 +71,15 @@ class _Rejected(Exception):
 # values
 
 
+def _is_map(value: Any) -> bool:
+    # dict first: the ABC check behind isinstance(x, Mapping) is slow per item
+    return type(value) is dict or isinstance(value, Mapping)
+
+
 def _get(item: Mapping, path: str) -> Any:
     value: Any = item
     for part in path.split("."):
-        if not isinstance(value, Mapping):
+        if not _is_map(value):
             return None
         value = value.get(part)
     return value
@@ -162,15 +167,16 @@ _URL = re.compile(r"^https?://[^\s/$.?#][^\s]*$", re.IGNORECASE)
 
 
 def _money(value: Any) -> tuple[Decimal, str] | None:
-    if not isinstance(value, Mapping):
+    if value is None or not _is_map(value):
         return None
     amount, currency = value.get("amount"), value.get("currency")
     if amount is None or not isinstance(currency, str):
         return None
-    try:
-        amount = Decimal(str(amount))
-    except (InvalidOperation, ValueError):
-        return None
+    if type(amount) is not Decimal:
+        try:
+            amount = Decimal(str(amount))
+        except (InvalidOperation, ValueError):
+            return None
     currency = currency.strip().upper()
     if not amount.is_finite() or amount <= 0 or not _CURRENCY.match(currency):
         return None
@@ -181,6 +187,7 @@ def _fmt_money(money: tuple[Decimal, str]) -> str:
     return f"{money[0]:.2f} {money[1]}"
 
 
+@lru_cache(maxsize=1 << 16)  # offers of one product share its gtin
 def _gtin_ok(gtin: str) -> bool:
     if not gtin.isdigit() or not gtin.isascii() or len(gtin) not in (8, 12, 13, 14):
         return False
@@ -289,7 +296,9 @@ def _offer_fields(item: Mapping, errors: list[str], warnings: list[str], *,
     if cut:
         warnings.append("brand_truncated")
     gtin = item.get("gtin") or _get(item, "product.gtin")
-    gtin = re.sub(r"[\s-]", "", str(gtin)) if gtin else None
+    if gtin and not (type(gtin) is str and gtin.isdigit()):
+        gtin = re.sub(r"[\s-]", "", str(gtin))
+    gtin = gtin or None
     if gtin is not None and not _gtin_ok(gtin):
         warnings.append("invalid_gtin")
         gtin = None
