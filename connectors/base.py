@@ -23,6 +23,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any, ClassVar
 
 import urllib3
+from feedgen.jobs.config import DEFAULTS
 from feedgen.jobs.errors import ConfigError, FeedgenError
 
 log = logging.getLogger(__name__)
@@ -42,7 +43,7 @@ SETTING_DEFAULTS: dict[str, Any] = {
     "circuit_breaker": {"failure_threshold": 5, "open_s": 30.0},
     "dead_letter_topic": None,  # default: feedgen.deadletter.<name>
     "group_id": None,  # default: feedgen-connect-<name>
-    "session_timeout_ms": 10000,
+    "session_timeout_ms": 6000,  # tansu holds a first join for half of it; also how soon a dead member is replaced
 }
 
 _RETRYABLE_STATUS = {408, 425, 429, 500, 502, 503, 504}
@@ -123,9 +124,12 @@ def settings_from_config(config: Any, name: str) -> Settings:
             f"{label}: connectors.{name}: no such connector; configured connectors: {known}. "
             f"Add a 'connectors: {{{name}: {{type: ..., endpoint: ...}}}}' section"
         )
-    raw = _merge(SETTING_DEFAULTS, connectors[name] or {})
+    section = connectors[name] or {}
+    ptype = section.get("type") or name
+    # A connector named freely (meta_pl) starts from the built-in entry of its type.
+    builtin = DEFAULTS["connectors"].get(ptype, {}) if name != ptype else {}
+    raw = _merge(_merge(SETTING_DEFAULTS, builtin), section)
     where = f"{label}: connectors.{name}"
-    ptype = raw.get("type") or name
     if ptype not in partner_types():
         raise ConfigError(f"{where}.type: unknown connector type {ptype!r}; use one of {', '.join(partner_types())}")
     bootstrap = config.get("kafka.bootstrap")

@@ -63,7 +63,27 @@ DEFAULTS: dict[str, Any] = {
         "public": [],  # definition ids served without a token
         "admin_token_sha256": None,  # for /runs and approve/reject
     },
-    "connectors": {},
+    # One entry per connector name; unset keys come from feedgen.connectors.base.SETTING_DEFAULTS
+    # (batch_size, linger_ms, rate_limit_per_s, max_retries, backoff, timeout_s,
+    # circuit_breaker, dead_letter_topic, group_id). Credentials are env var names.
+    "connectors": {
+        "meta_catalog_batch": {
+            "type": "meta_catalog_batch", "token_env": "META_TOKEN", "catalog_id": None,
+            "endpoint": "https://graph.facebook.com/v21.0/{catalog_id}/items_batch",
+            "batch_size": 3000, "rate_limit_per_s": 10,
+        },
+        "google_merchant_api": {
+            "type": "google_merchant_api", "token_env": "GOOGLE_CONTENT_TOKEN", "merchant_id": None,
+            "endpoint": "https://shoppingcontent.googleapis.com/content/v2.1/products/batch",
+            "content_language": "pl", "target_country": "PL", "batch_size": 1000, "rate_limit_per_s": 10,
+        },
+        "meta_custom_audience": {
+            "type": "meta_custom_audience", "token_env": "META_TOKEN", "audience_id": None,
+            "endpoint": "https://graph.facebook.com/v21.0/{audience_id}/users",
+            "batch_size": 10000, "rate_limit_per_s": 10,
+        },
+        "webhook": {"type": "webhook", "endpoint": None, "secret_env": "FEEDGEN_WEBHOOK_SECRET"},
+    },
 }
 
 

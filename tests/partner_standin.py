@@ -251,7 +251,9 @@ def read_topic(bootstrap: str, topic: str, expected: int, timeout: float = 30.0)
     from confluent_kafka import Consumer
 
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"reader-{uuid.uuid4().hex}",
-                         "auto.offset.reset": "earliest", "enable.auto.commit": False})
+                         "auto.offset.reset": "earliest", "enable.auto.commit": False,
+                         # tansu holds a first join for half the session timeout
+                         "session.timeout.ms": 6000})
     consumer.subscribe([topic])
     out: list[dict[str, Any]] = []
     deadline = time.monotonic() + timeout
