@@ -163,6 +163,9 @@ def snapshot_and_diff(
     if missing:
         raise FeedgenError(f"definition {definition_id!r}: snapshot input lacks column(s) "
                            f"{', '.join(sorted(missing))}; the generator must give key, hash, payload")
+    if base_run_id == run_id:
+        raise FeedgenError(f"run {run_id}: definition {definition_id!r} is already published by this "
+                           "run; start a new run instead of regenerating a published one")
     y = _empty_snapshot(spark)
     if base_run_id:
         y_dir = snapshot_dir(root, base_run_id, definition_id)
@@ -188,7 +191,8 @@ def snapshot_and_diff(
         counts = {r["op"]: r["n"] for r in joined.groupBy("op").agg(F.count("*").alias("n")).collect()}
         samples = {}
         for op_name, n in sorted(counts.items()):
-            if op_name != "same" and n:
+            # samples serve the gate report, and a first run has no gate
+            if base_run_id and op_name != "same" and n:
                 rows = joined.filter(F.col("op") == op_name).select("key").limit(SAMPLE_SIZE).collect()
                 samples[op_name] = sorted(r["key"] for r in rows)
     finally:
