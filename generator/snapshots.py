@@ -50,6 +50,13 @@ def parse_refresh_after(value: Any, where: str = "refresh_after") -> timedelta:
     return timedelta(seconds=int(m.group(1)) * _UNIT_SECONDS[m.group(2)])
 
 
+def refresh_window(config: Any, definition_value: Any = None) -> timedelta:
+    """The definition's ``refresh_after``, else the config's ``gates.refresh_after``, else 28 days."""
+    if definition_value is not None:
+        return parse_refresh_after(definition_value)
+    return parse_refresh_after(config.get("gates.refresh_after"), "config gates.refresh_after")
+
+
 def snapshot_dir(root: str | Path, run_id: str, definition_id: str) -> Path:
     return run_dir(root, run_id) / "snapshots" / definition_id
 
@@ -269,6 +276,6 @@ def read_snapshot_rows(root: str | Path, run_id: str, definition_id: str) -> dic
 
 __all__ = [
     "DEFAULT_REFRESH_AFTER", "delta_dir", "event_id", "iter_delta_events", "list_deltas",
-    "parse_refresh_after", "read_delta_marker", "read_snapshot_rows", "snapshot_and_diff",
+    "parse_refresh_after", "read_delta_marker", "refresh_window", "read_snapshot_rows", "snapshot_and_diff",
     "snapshot_dir",
 ]

@@ -92,3 +92,19 @@ def test_check_run_holds_the_run_and_reports_against_the_last_published_run(tmp_
         ("a", "count_change"), ("a", "share_removed")}
     assert report["first_run"] == ["c"]
     assert report["metrics"]["b"]["count_change"] == 0
+
+
+def test_refresh_after_comes_from_the_definition_else_the_config(tmp_path):
+    from datetime import timedelta
+
+    from feedgen.generator.snapshots import refresh_window
+
+    cfg_file = tmp_path / "feedgen.yaml"
+    cfg_file.write_text("gates:\n  refresh_after: 2w\n")
+    config = load_config(cfg_file, root=str(tmp_path), environ={})
+    assert refresh_window(config) == timedelta(days=14)
+    assert refresh_window(config, timedelta(days=3)) == timedelta(days=3)
+    assert refresh_window(load_config(root=str(tmp_path), environ={})) == timedelta(days=28)
+    cfg_file.write_text("gates:\n  refresh_after: soon\n")
+    with pytest.raises(BadInput, match="config gates.refresh_after: 'soon' is not a positive duration"):
+        refresh_window(load_config(cfg_file, root=str(tmp_path), environ={}))
