@@ -196,3 +196,4 @@ def test_render_reads_only_its_input_columns():
     assert google.render(narrow) == google.render(full)
     generic = get_renderer("generic_csv", {"fields": ["title", "price.amount", "price.currency"]})
     assert generic.input_columns == ("offer_id", "title", "price")
+    assert generic.required_fields == ("offer_id",)
