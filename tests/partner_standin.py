@@ -45,6 +45,7 @@ class PartnerStandin:
         self.record_bodies = record_bodies
         self.lock = threading.Lock()
         self.accepted_items = 0
+        self.received = 0  # calls that arrived, answered or not yet
         standin = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -109,6 +110,8 @@ class PartnerStandin:
 
     def _respond(self, method: str, path: str, headers: dict[str, str], raw: bytes) -> tuple[int, dict, Any]:
         now = time.monotonic()
+        with self.lock:
+            self.received += 1
         try:
             body = json.loads(raw) if raw else None
         except ValueError:
