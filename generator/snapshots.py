@@ -150,6 +150,7 @@ def snapshot_and_diff(
     kind: str = "feed",
     entity: str = "offer",
     destinations: list[str] | None = None,
+    events: bool = True,
     base_run_id: str | None = None,
     refresh_after: Any = None,
 ) -> dict[str, Any]:
@@ -158,7 +159,8 @@ def snapshot_and_diff(
     ``items`` has ``key``, ``hash`` and ``payload`` (JSON text); ``base_run_id`` is the run
     the definition's ``current`` pointer names (None for the first run: all adds). Returns
     the summary also written to ``_delta.json``: counts per op, sample keys per op,
-    ``items``, ``base_items``, ``base_run_id``, ``destinations``.
+    ``items``, ``base_items``, ``base_run_id``, ``destinations``. ``events=False`` keeps
+    the snapshot and the counts for the gates but sends nothing.
     """
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
@@ -214,6 +216,7 @@ def snapshot_and_diff(
         "as_of": format_ts(as_of_dt),
         "base_run_id": base_run_id,
         "destinations": list(destinations or []),
+        "send_events": bool(events),
         "items": kept + counts.get("add", 0) + counts.get("join", 0),
         "base_items": kept + counts.get("remove", 0) + counts.get("leave", 0),
         "unchanged": counts.get("same", 0),

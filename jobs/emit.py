@@ -34,7 +34,7 @@ def encode_event(event: dict[str, Any]) -> tuple[bytes, bytes, list[tuple[str, b
 def run_events(root: str | Path, run_id: str):
     """Every event of a run with event delivery, definition by definition."""
     for marker in list_deltas(root, run_id):
-        if marker.get("destinations"):
+        if marker.get("send_events", True):
             yield from iter_delta_events(root, run_id, marker["definition_id"])
 
 
@@ -43,7 +43,7 @@ def _write_outbox(root: str, run_id: str) -> dict[str, Any]:
     folder.mkdir(parents=True, exist_ok=True)
     total, written = 0, []
     for marker in list_deltas(root, run_id):
-        if not marker.get("destinations"):
+        if not marker.get("send_events", True):
             continue
         def_id = marker["definition_id"]
         target = folder / f"{def_id}.jsonl"

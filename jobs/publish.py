@@ -75,7 +75,7 @@ def manifest_key(run_id: str, kind: str, definition_id: str) -> str:
 
 
 def _upload_run_files(root: str, store: Store, run_id: str, keys: list[str]) -> int:
-    """Upload the definitions' folders; each manifest only after its folder's other files."""
+    """Upload the definitions' folders; the manifests only after every part."""
     base = Path(root)
     data, manifests = [], []
     for mkey in keys:
@@ -83,7 +83,8 @@ def _upload_run_files(root: str, store: Store, run_id: str, keys: list[str]) -> 
         for path in sorted(folder.rglob("*")):
             if path.is_file() and not path.name.startswith("."):
                 key = path.relative_to(base).as_posix()
-                (manifests if key == mkey else data).append((path, key))
+                # every manifest (a segment's exports have their own) after all the parts
+                (manifests if path.name == "manifest.json" else data).append((path, key))
     with ThreadPoolExecutor(max_workers=8) as pool:
         list(pool.map(lambda pk: store.upload_file(pk[0], pk[1]), data))
         list(pool.map(lambda pk: store.upload_file(pk[0], pk[1]), manifests))

@@ -141,3 +141,26 @@ def test_reject_discards_a_held_run_and_approve_refuses_a_stale_one(spark, tmp_p
     assert result.exit_code == 0
     for run_id, status in (("r1", "emitted"), ("r2", "rejected"), ("r3", "held"), ("r4", "emitted")):
         assert run_id in result.output and status in result.output
+
+
+def test_a_segment_with_an_extra_export_is_published_whole(tmp_path, s3_endpoint):
+    from feedgen.generator.parts import write_manifest, write_part
+    from feedgen.jobs.runs import new_run_record, parse_as_of, write_run
+
+    s3 = _bucket(s3_endpoint, "serve-segment")
+    config = load_config(root=str(tmp_path), environ={
+        "FEEDGEN__PUBLISH__STORE": "s3://serve-segment", "FEEDGEN__PUBLISH__S3_ENDPOINT": s3_endpoint})
+    seg = tmp_path / "runs" / "r1" / "segments" / "vip"
+    for folder, template in ((seg, "ids_csv"), (seg / "exports" / "meta_custom_audience", "meta_custom_audience")):
+        folder.mkdir(parents=True)
+        part = write_part(folder, "part-00000.csv.gz", b"c1\nc2\n", 2)
+        write_manifest(folder, definition_id="vip", kind="segment", run_id="r1", as_of=DAY1,
+                       template=template, fmt="csv", header="id\n", footer="", parts=[part])
+    record = new_run_record("r1", parse_as_of(DAY1), "local", status="generating")
+    record["definitions"]["vip"] = {"kind": "segment", "entity": "customer", "items": 2}
+    write_run(tmp_path, record)
+    publish_run(config, "r1")
+    keys = _keys(s3, "serve-segment")
+    assert "runs/r1/segments/vip/exports/meta_custom_audience/manifest.json" in keys
+    assert "runs/r1/segments/vip/exports/meta_custom_audience/part-00000.csv.gz" in keys
+    assert read_pointer(serving_store(config), "vip")["manifest"] == "runs/r1/segments/vip/manifest.json"
