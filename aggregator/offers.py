@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from feedgen.aggregator.schemas import CAMPAIGN_STRUCT, MONEY, OFFER_AGGREGATE_SCHEMA
+from feedgen.aggregator.sources import REASON, TypedSource, add_reason, drop_duplicates_by_key
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
-
-from feedgen.aggregator.schemas import CAMPAIGN_STRUCT, MONEY, OFFER_AGGREGATE_SCHEMA
-from feedgen.aggregator.sources import REASON, TypedSource, add_reason, drop_duplicates_by_key
 
 CATEGORY_SEP = " > "
 SCOPE_TYPES = ("all", "category", "seller", "brand")
@@ -100,15 +99,16 @@ def build_offer_aggregate(offers: DataFrame, sellers: DataFrame, products: DataF
     """Join valid offers with their seller, product, product rating and active campaigns."""
     seller = sellers.select(F.col("seller_id").alias("_sid"), F.struct(
         "seller_id", "name", "rating", "country", "status").alias("seller"))
-    product = products.select(F.col("product_id").alias("_pid"), F.struct(
-        "product_id", "name", "brand", "category_path", "gtin").alias("product"))
-    rating = ratings.groupBy(F.col("product_id").alias("_rpid")).agg(
+    rating = ratings.groupBy("product_id").agg(
         F.round(F.avg("stars"), 2).alias("average"), F.count(F.lit(1)).alias("count"))
-    rating = rating.select("_rpid", F.struct("average", "count").alias("rating"))
-
+    # Products and their ratings are joined first (both keyed by product_id and much smaller
+    # than the offers), so the offers are joined, and shuffled, once.
+    product = products.join(rating, "product_id", "left").select(
+        F.col("product_id").alias("_pid"),
+        F.struct("product_id", "name", "brand", "category_path", "gtin").alias("product"),
+        F.struct("average", "count").alias("rating"))
     df = (offers.join(F.broadcast(seller), offers.seller_id == seller._sid, "left")
-          .join(product, offers.product_id == product._pid, "left")
-          .join(rating, offers.product_id == rating._rpid, "left"))
+          .join(product, offers.product_id == product._pid, "left"))
     df = df.withColumn("campaigns", _campaigns_column(active))
     levels = F.split(F.col("category_path"), CATEGORY_SEP, -1)
     best_discount = F.aggregate(F.col("campaigns"), F.lit(0.0), lambda acc, c: F.greatest(acc, c.discount_pct))
@@ -130,7 +130,7 @@ def build_offer_aggregate(offers: DataFrame, sellers: DataFrame, products: DataF
         F.coalesce(F.col("attributes"), F.create_map().cast(T.MapType(T.StringType(), T.StringType()))).alias("attributes"),
         "updated_at", "seller", "product", "campaigns",
         F.transform("campaigns", lambda c: c.campaign_id).alias("campaign_ids"),
-        F.coalesce(F.col("rating"), F.struct(F.lit(None).cast("double").alias("average"), F.lit(0).cast("long").alias("count"))).alias("rating"),
+        F.coalesce(F.when(F.col("rating.count").isNotNull(), F.col("rating")), F.struct(F.lit(None).cast("double").alias("average"), F.lit(0).cast("long").alias("count"))).alias("rating"),
     )
     return _conform(out, OFFER_AGGREGATE_SCHEMA)
 

@@ -6,10 +6,9 @@ import time
 from typing import Any
 
 import click
-from rich.table import Table
-
 from feedgen.jobs.options import as_of_option, config_option, root_option
 from feedgen.jobs.progress import console, stage
+from rich.table import Table
 
 
 @click.command("sample-data")

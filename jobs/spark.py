@@ -51,6 +51,7 @@ def spark_session(spark_conf: dict[str, Any] | None = None, master: str | None =
         .config("spark.ui.enabled", "false")
         .config("spark.ui.showConsoleProgress", "false")
         .config("spark.sql.adaptive.enabled", "true")
+        .config("spark.sql.autoBroadcastJoinThreshold", str(conf.get("broadcast_threshold", 64 << 20)))
         .config("spark.sql.parquet.compression.codec", "zstd")
         .config("spark.driver.extraJavaOptions", "-Dlog4j2.level=error")
     )

@@ -1,0 +1,338 @@
+"""The single-pass generator: every definition of an entity kind in one scan of its aggregate.
+
+One Spark job per entity kind:
+1. membership of every definition as one ``_matches`` column (shared clauses computed once);
+2. ``pick_one_per`` / ``order_by`` applied with one window per distinct (key, order);
+3. each partition renders every entity once per *renderer* (template + render options)
+   that any of its matching definitions uses, and appends the fragment to a buffer per
+   output target; buffers become gzip-member part files written by the task itself;
+4. the job's only rows are small: part descriptions, per-target stats, and, for
+   definitions with event delivery, the (key, hash, payload) snapshot rows.
+The driver then writes each target's header, footer and manifest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from feedgen.aggregator.schemas import ENTITY_KEYS
+from feedgen.generator.definitions import Definition
+from feedgen.generator.parts import write_manifest, write_part
+from feedgen.jobs.runs import format_ts, run_dir
+
+STAGING = "_generate"
+PART_MAX_RAW_BYTES = 64 << 20
+SAMPLE_KEYS = 5
+ROW_SCHEMA = "kind string, target int, key string, hash string, payload string, info string"
+
+
+@dataclass(frozen=True)
+class Target:
+    """One output of a run: a feed, or one audience export of a segment."""
+
+    index: int
+    definition_id: str
+    kind: str                 # feed | segment
+    template: str
+    options: dict
+    folder: str               # relative to the run folder: feeds/<id>, segments/<id>[/<export>]
+    events: bool              # write a snapshot for diffs and delta events
+    primary: bool = True      # the first export of a segment (its membership and snapshot)
+
+
+@dataclass
+class EntityPlan:
+    """What the executors need: picklable, small."""
+
+    entity: str
+    key: str
+    run_root: str
+    # per definition index (into the membership array): target indices
+    def_targets: list[list[int]]
+    targets: list[Target]
+    user_templates_dir: str | None
+    part_max_raw_bytes: int = PART_MAX_RAW_BYTES
+    membership: bool = False   # emit (key, [segment ids]) rows for the lookup index
+    definition_ids: list[str] = field(default_factory=list)
+
+
+def definition_events(d: Definition) -> bool:
+    delivery = d.delivery or {}
+    return bool(delivery.get("events", bool(delivery.get("destinations"))))
+
+
+def plan_targets(definitions: Sequence[Definition]) -> tuple[list[Target], list[list[int]]]:
+    targets: list[Target] = []
+    def_targets: list[list[int]] = []
+    for d in definitions:
+        mine = []
+        names = [d.template] if d.kind == "feed" else list(d.exports) or ["ids_csv"]
+        for n, name in enumerate(names):
+            if d.kind == "feed":
+                folder = f"feeds/{d.id}"
+            else:
+                folder = f"segments/{d.id}" if n == 0 else f"segments/{d.id}/exports/{name}"
+            t = Target(len(targets), d.id, d.kind, name, dict(d.options or {}), folder,
+                       definition_events(d) and n == 0, primary=n == 0)
+            targets.append(t)
+            mine.append(t.index)
+        def_targets.append(mine)
+    return targets, def_targets
+
+
+def content_hash(fields: dict) -> tuple[str, str]:
+    payload = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest(), payload
+
+
+def _is_blank(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
+class _Buffer:
+    __slots__ = ("chunks", "size", "items", "seq")
+
+    def __init__(self) -> None:
+        self.chunks: list[str] = []
+        self.size = 0
+        self.items = 0
+        self.seq = 0
+
+
+def render_partition(plan: EntityPlan, partition: int, rows: Iterable) -> Iterator[tuple]:
+    """Render one partition: each row once per renderer, routed to every matching target."""
+    from feedgen.generator.render import get_renderer, renderer_key
+
+    templates_dir = Path(plan.user_templates_dir) if plan.user_templates_dir else None
+    renderers = {}
+    target_renderer = []
+    for t in plan.targets:
+        rk = renderer_key(t.template, t.options)
+        if rk not in renderers:
+            renderers[rk] = get_renderer(t.template, t.options, templates_dir)
+        target_renderer.append(rk)
+    buffers: dict[int, _Buffer] = defaultdict(_Buffer)
+    excluded: dict[int, Counter] = defaultdict(Counter)
+    warned: dict[int, Counter] = defaultdict(Counter)
+    samples: dict[int, dict[str, list]] = defaultdict(lambda: defaultdict(list))
+    nulls: dict[int, Counter] = defaultdict(Counter)
+    seen: Counter = Counter()
+    run_root = Path(plan.run_root)
+
+    def flush(t: int, buf: _Buffer) -> tuple:
+        target = plan.targets[t]
+        fmt = renderers[target_renderer[t]].fmt
+        name = f"part-{partition:05d}-{buf.seq:03d}.{fmt}.gz"
+        info = write_part(run_root / target.folder, name, "".join(buf.chunks).encode("utf-8"), buf.items)
+        buf.chunks, buf.size, buf.items = [], 0, 0
+        buf.seq += 1
+        return ("part", t, None, None, None, json.dumps({
+            "path": info.path, "items": info.items, "bytes": info.bytes, "raw_bytes": info.raw_bytes,
+            "sha256": info.sha256, "partition": partition, "seq": buf.seq - 1}))
+
+    for row in rows:
+        matches = row["_matches"]
+        item = row.asDict(recursive=True)
+        del item["_matches"]
+        key = item.get(plan.key)
+        results = {}
+        if plan.membership:
+            yield ("member", -1, key, None, json.dumps([plan.definition_ids[m] for m in matches]), None)
+        for m in matches:
+            for t in plan.def_targets[m]:
+                rk = target_renderer[t]
+                result = results.get(rk)
+                if result is None:
+                    result = results[rk] = renderers[rk].render(item)
+                seen[t] += 1
+                for f in renderers[rk].required_fields:
+                    if _is_blank(result.fields.get(f, item.get(f))):
+                        nulls[t][f] += 1
+                for w in result.warnings:
+                    warned[t][w] += 1
+                if result.text is None:
+                    for e in result.errors[:1]:
+                        excluded[t][e] += 1
+                        if len(samples[t][e]) < SAMPLE_KEYS:
+                            samples[t][e].append(key)
+                    continue
+                buf = buffers[t]
+                buf.chunks.append(result.text)
+                buf.size += len(result.text)
+                buf.items += 1
+                target = plan.targets[t]
+                if target.events:
+                    h, payload = content_hash(result.fields)
+                    yield ("snap", t, key, h, payload, None)
+                if buf.size >= plan.part_max_raw_bytes:
+                    yield flush(t, buf)
+    for t, buf in buffers.items():
+        if buf.items:
+            yield flush(t, buf)
+    for t in seen:
+        yield ("stat", t, None, None, None, json.dumps({
+            "candidates": seen[t], "excluded": excluded[t], "warnings": warned[t],
+            "samples": samples[t], "nulls": nulls[t]}))
+
+
+def apply_pick_one_per(df, definitions: Sequence[Definition], key: str):
+    """Keep, for each definition with ``pick_one_per``, the first entity per pick key."""
+    from feedgen.generator.compile import MATCHES
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    groups: dict[tuple, list[int]] = defaultdict(list)
+    for i, d in enumerate(definitions):
+        if d.pick_one_per:
+            groups[(d.pick_one_per, tuple(d.order_by))].append(i)
+    if not groups:
+        return df
+    losers = None
+    for (pick, order_by), idx in sorted(groups.items()):
+        orders = []
+        for o in order_by:
+            desc = o.startswith("-")
+            c = F.col(o.lstrip("-"))
+            orders.append(c.desc_nulls_last() if desc else c.asc_nulls_last())
+        # A missing pick key is a group of its own: the entity is kept.
+        pick_key = F.coalesce(F.col(pick).cast("string"), F.concat(F.lit("\u0000"), F.col(key)))
+        cand = df.select(F.col(key).alias("_k"), pick_key.alias("_pk"),
+                         *[F.col(o.lstrip("-")).alias(f"_o{n}") for n, o in enumerate(order_by)],
+                         F.explode(F.array_intersect(F.col(MATCHES), F.array(*[F.lit(i) for i in idx]))).alias("_d"))
+        w = Window.partitionBy("_d", "_pk").orderBy(
+            *[(F.col(f"_o{n}").desc_nulls_last() if o.startswith("-") else F.col(f"_o{n}").asc_nulls_last())
+              for n, o in enumerate(order_by)], F.col("_k"))
+        lost = cand.withColumn("_rn", F.row_number().over(w)).where("_rn > 1").select("_k", "_d")
+        losers = lost if losers is None else losers.unionByName(lost)
+    dropped = losers.groupBy("_k").agg(F.collect_list("_d").alias("_drop"))
+    out = df.join(dropped, df[key] == dropped["_k"], "left")
+    out = out.withColumn(MATCHES, F.when(F.col("_drop").isNull(), F.col(MATCHES))
+                         .otherwise(F.array_except(F.col(MATCHES), F.col("_drop"))))
+    return out.drop("_k", "_drop")
+
+
+def _input_columns(df_columns: Sequence[str], targets: Sequence[Target], key: str,
+                   user_templates_dir: str | None) -> list[str]:
+    from feedgen.generator.render import get_renderer
+
+    wanted: dict[str, None] = {key: None}
+    for t in targets:
+        r = get_renderer(t.template, t.options, Path(user_templates_dir) if user_templates_dir else None)
+        if r.input_columns is None:
+            return list(df_columns)
+        wanted.update(dict.fromkeys(r.input_columns))
+        wanted.update(dict.fromkeys(f.split(".", 1)[0] for f in r.required_fields))
+    return [c for c in df_columns if c in wanted]
+
+
+def generate_entity(spark, aggregate_df, definitions: Sequence[Definition], *, entity: str,
+                    root: str | Path, run_id: str, as_of: datetime, all_segments: dict | None = None,
+                    user_templates_dir: str | None = None, part_max_raw_bytes: int = PART_MAX_RAW_BYTES,
+                    progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Generate every definition of one entity kind in one pass; return per-definition stats.
+
+    Writes ``runs/<run_id>/feeds|segments/<id>/`` (parts + manifest) and a staging Parquet
+    with the snapshot rows at ``runs/<run_id>/_generate/<entity>/``.
+    """
+    from feedgen.generator.compile import MATCHES, add_membership
+    from feedgen.generator.render import get_renderer
+    from pyspark.sql import functions as F
+
+    say = progress or (lambda _m: None)
+    key = ENTITY_KEYS[entity]
+    base = run_dir(root, run_id)
+    targets, def_targets = plan_targets(definitions)
+    for t in targets:
+        shutil.rmtree(base / t.folder, ignore_errors=True)
+    staging = base / STAGING / entity
+    plan = EntityPlan(entity=entity, key=key, run_root=str(base.resolve()), def_targets=def_targets,
+                      targets=targets, user_templates_dir=user_templates_dir,
+                      part_max_raw_bytes=part_max_raw_bytes, membership=entity == "customer",
+                      definition_ids=[d.id for d in definitions])
+    t0 = time.monotonic()
+    say(f"{entity}: membership of {len(definitions)} definitions, rendering {len(targets)} outputs")
+    if definitions:
+        df = add_membership(aggregate_df, definitions, as_of, all_segments=all_segments)
+        df = apply_pick_one_per(df, definitions, key)
+        df = df.where(F.size(F.col(MATCHES)) > 0)
+        cols = _input_columns([c for c in df.columns if c != MATCHES], targets, key, user_templates_dir)
+        df = df.select(*[F.col(f"`{c}`") for c in cols], F.col(MATCHES))
+        rdd = df.rdd.mapPartitionsWithIndex(lambda i, rows: render_partition(plan, i, rows))
+        spark.createDataFrame(rdd, ROW_SCHEMA).write.mode("overwrite").parquet(str(staging))
+        rows = spark.read.parquet(str(staging)).where(F.col("kind").isin("part", "stat")).collect()
+    else:
+        rows = []
+    render_seconds = time.monotonic() - t0
+
+    parts: dict[int, list[dict]] = defaultdict(list)
+    stats: dict[int, dict[str, Any]] = defaultdict(lambda: {
+        "candidates": 0, "excluded": Counter(), "warnings": Counter(), "samples": defaultdict(list), "nulls": Counter()})
+    for r in rows:
+        info = json.loads(r["info"])
+        if r["kind"] == "part":
+            parts[r["target"]].append(info)
+            continue
+        s = stats[r["target"]]
+        s["candidates"] += info["candidates"]
+        for name in ("excluded", "warnings", "nulls"):
+            s[name].update(info[name])
+        for reason, keys in info["samples"].items():
+            s["samples"][reason] = (s["samples"][reason] + keys)[:SAMPLE_KEYS]
+
+    say(f"{entity}: writing {len(targets)} manifests")
+    from feedgen.generator.parts import PartInfo
+
+    out: dict[str, Any] = {}
+    for t in targets:
+        d = definitions[[i for i, ts in enumerate(def_targets) if t.index in ts][0]]
+        renderer = get_renderer(t.template, t.options, Path(user_templates_dir) if user_templates_dir else None)
+        ordered = sorted(parts.get(t.index, []), key=lambda p: (p["partition"], p["seq"]))
+        infos = [PartInfo(p["path"], p["items"], p["bytes"], p["raw_bytes"], p["sha256"]) for p in ordered]
+        ctx = {"definition_id": d.id, "title": (d.description or d.id), "run_id": run_id,
+               "as_of": format_ts(as_of), "link": (d.options or {}).get("link", "")}
+        options = t.options or {}
+        manifest = write_manifest(
+            base / t.folder, definition_id=d.id, kind=d.kind, run_id=run_id, as_of=format_ts(as_of),
+            template=t.template, fmt=renderer.fmt, header=renderer.header(ctx), footer=renderer.footer(ctx),
+            parts=infos, max_file_bytes=options.get("max_file_bytes", renderer.max_file_bytes),
+            max_file_items=options.get("max_file_items"))
+        s = stats.get(t.index) or {"candidates": 0, "excluded": Counter(), "warnings": Counter(),
+                                   "samples": {}, "nulls": Counter()}
+        items = manifest["items"]
+        candidates = s["candidates"]
+        entry = {
+            "template": t.template, "folder": t.folder, "items": items, "candidates": candidates,
+            "excluded": dict(s["excluded"]), "warnings": dict(s["warnings"]),
+            "excluded_samples": {k: v for k, v in s["samples"].items()},
+            "null_rates": {f: round(s["nulls"].get(f, 0) / candidates, 6) if candidates else 0.0
+                           for f in renderer.required_fields},
+            "files": len(manifest["files"]), "bytes": sum(f["bytes"] for f in manifest["files"]),
+            "raw_bytes": sum(f["raw_bytes"] for f in manifest["files"]),
+        }
+        if t.primary:
+            out[d.id] = {"kind": d.kind, "entity": entity, "events": t.events, "target": t.index, **entry,
+                         "destinations": list((d.delivery or {}).get("destinations") or []), "exports": {}}
+        else:
+            out[d.id]["exports"][t.template] = entry
+    for d_id in out:
+        out[d_id]["render_seconds"] = round(render_seconds, 3)
+    return out
+
+
+def snapshot_items(spark, root: str | Path, run_id: str, entity: str, target_index: int):
+    """The (key, hash, payload) rows of one target, from the run's staging output."""
+    from pyspark.sql import functions as F
+
+    staging = run_dir(root, run_id) / STAGING / entity
+    return (spark.read.parquet(str(staging))
+            .where((F.col("kind") == "snap") & (F.col("target") == target_index))
+            .select("key", "hash", "payload"))
