@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from feedgen.aggregator.offers import _conform
-from feedgen.aggregator.schemas import CUSTOMER_AGGREGATE_SCHEMA, EVENT_STRUCT, MONEY, ORDER_STRUCT
-from feedgen.aggregator.sources import REASON, TypedSource, add_reason, drop_duplicates_by_key
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
+
+from feedgen.aggregator.offers import _conform
+from feedgen.aggregator.schemas import CUSTOMER_AGGREGATE_SCHEMA, EVENT_STRUCT, MONEY, ORDER_STRUCT
+from feedgen.aggregator.sources import REASON, TypedSource, add_reason, drop_duplicates_by_key
 
 
 def validate_customers(customers: TypedSource) -> TypedSource:

@@ -10,6 +10,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
 from feedgen.aggregator import customers as cust
 from feedgen.aggregator import offers as off
 from feedgen.aggregator.schemas import CUSTOMER_SOURCES, OFFER_SOURCES
@@ -17,9 +21,6 @@ from feedgen.aggregator.sources import REASON, TypedSource, read_source, type_so
 from feedgen.jobs.config import Config
 from feedgen.jobs.errors import RunFailed
 from feedgen.jobs.runs import format_ts
-from pyspark import StorageLevel
-from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql import functions as F
 
 log = logging.getLogger(__name__)
 

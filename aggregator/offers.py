@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from feedgen.aggregator.schemas import CAMPAIGN_STRUCT, MONEY, OFFER_AGGREGATE_SCHEMA
-from feedgen.aggregator.sources import REASON, TypedSource, add_reason, drop_duplicates_by_key
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
+
+from feedgen.aggregator.schemas import CAMPAIGN_STRUCT, MONEY, OFFER_AGGREGATE_SCHEMA
+from feedgen.aggregator.sources import REASON, TypedSource, add_reason, drop_duplicates_by_key
 
 CATEGORY_SEP = " > "
 SCOPE_TYPES = ("all", "category", "seller", "brand")

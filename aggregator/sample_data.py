@@ -118,9 +118,20 @@ EVENT_DIRT = ["missing_type", "dangling_customer_id"]
 SELLER_DIRT = ["rating_out_of_range"]
 
 
+VARIANTS = {
+    0: "the base marketplace",
+    1: "a day later: 2% of prices cut by 10%, 0.5% sold out, 0.3% of offers delisted",
+    2: "a broken export: half of the offers lost their image_link",
+}
+
+
 def write_sample_data(out: str | Path, offers: int = 10_000, customers: int = 2_000, seed: int = 7,
-                      progress: Callable[[str], None] | None = None) -> dict:
-    """Write every source under ``out/<source>/part-*.parquet``; return the summary."""
+                      progress: Callable[[str], None] | None = None, variant: int = 0) -> dict:
+    """Write every source under ``out/<source>/part-*.parquet``; return the summary.
+
+    ``variant`` 1 and 2 are the same marketplace changed (see VARIANTS), for showing deltas
+    and a held run.
+    """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     say = progress or (lambda _msg: None)
@@ -215,7 +226,17 @@ def write_sample_data(out: str | Path, offers: int = 10_000, customers: int = 2_
                 sellers_col[j] = f"s-missing-{int(i[j])}"
             elif k == "hostile_title":
                 titles[j] = HOSTILE_TITLES[(int(i[j]) // 100) % len(HOSTILE_TITLES)]
-        return pa.table({
+        image = [f"https://img.example.com/{k}.jpg" if h else None for k, h in zip(i.tolist(), has_image.tolist())]
+        keep = np.ones(n, dtype=bool)
+        if variant == 1:
+            cut = (i % 50) == 3
+            price_txt = [f"{float(p) * 0.9:.2f}" if c and k == "" else p for p, c, k in zip(price_txt, cut.tolist(), kinds.tolist())]
+            stock = np.where((i % 200) == 5, 0, stock)
+            keep = (i % 300) != 7
+            age = np.where(cut, 0, age)
+        elif variant == 2:
+            image = [None if k % 2 == 0 else v for k, v in zip(i.tolist(), image)]
+        table = pa.table({
             "offer_id": pa.array(ids, pa.string()),
             "product_id": [prod_ids[p] for p in pidx.tolist()],
             "seller_id": sellers_col,
@@ -231,13 +252,15 @@ def write_sample_data(out: str | Path, offers: int = 10_000, customers: int = 2_
             "gtin": [prod_gtin[p] if has_gtin[p] else None for p in pidx.tolist()],
             "mpn": [f"MPN-{p:06d}" if m else None for p, m in zip(pidx.tolist(), has_mpn.tolist())],
             "link": [f"https://shop.example.com/offer/{k}" for k in i.tolist()],
-            "image_link": [f"https://img.example.com/{k}.jpg" if h else None for k, h in zip(i.tolist(), has_image.tolist())],
+            "image_link": image,
             "attributes": pa.array([[("color", COLORS[c])] for c in color.tolist()], pa.map_(pa.string(), pa.string())),
             "updated_at": _ts(age),
         })
+        return table.filter(pa.array(keep))
 
-    _write(out, "offers", _chunked(offers, build_offers))
-    counts["offers"] = offers
+    offer_tables = _chunked(offers, build_offers)
+    _write(out, "offers", offer_tables)
+    counts["offers"] = sum(t.num_rows for t in offer_tables)
     dirt["offers"] = offer_dirt
 
     # Campaigns
@@ -395,7 +418,7 @@ def write_sample_data(out: str | Path, offers: int = 10_000, customers: int = 2_
     dirt["events"] = event_dirt
 
     summary = {
-        "seed": seed, "base_time": BASE_TIME.isoformat(), "rows": counts,
+        "seed": seed, "variant": variant, "base_time": BASE_TIME.isoformat(), "rows": counts,
         "dirty": {k: dict(sorted(v.items())) for k, v in dirt.items()},
     }
     (out / "_sample.json").write_text(json.dumps(summary, indent=2, sort_keys=True), encoding="utf-8")

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from feedgen.aggregator.schemas import SOURCE_KEYS, SOURCE_SCHEMAS, Column
-from feedgen.jobs.errors import SourceSchemaError
 from pyspark.sql import Column as SparkColumn
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
+
+from feedgen.aggregator.schemas import SOURCE_KEYS, SOURCE_SCHEMAS, Column
+from feedgen.jobs.errors import SourceSchemaError
 
 RAW_PREFIX = "_raw_"
 REASON = "_reason"

@@ -6,9 +6,10 @@ import time
 from typing import Any
 
 import click
+from rich.table import Table
+
 from feedgen.jobs.options import as_of_option, config_option, root_option
 from feedgen.jobs.progress import console, stage
-from rich.table import Table
 
 
 @click.command("sample-data")
@@ -16,12 +17,22 @@ from rich.table import Table
 @click.option("--offers", default=10_000, show_default=True, type=click.IntRange(min=1))
 @click.option("--customers", default=2_000, show_default=True, type=click.IntRange(min=1))
 @click.option("--seed", default=7, show_default=True, type=int)
-def sample_data(out: str, offers: int, customers: int, seed: int) -> None:
+@click.option("--variant", default=0, show_default=True, type=click.IntRange(0, 2),
+              help="0: base; 1: a day later (price cuts, sold out, delisted); 2: broken export (half lose image_link).")
+def sample_data(out: str, offers: int, customers: int, seed: int, variant: int) -> None:
     """Write a deterministic sample marketplace (about 1% dirty rows) as Parquet."""
+    with stage(f"sample data → {out}") as step:
+        summary = write_sample(out, offers, customers, seed, variant, step)
+    print_sample_summary(summary)
+
+
+def write_sample(out: str, offers: int, customers: int, seed: int, variant: int, step) -> dict[str, Any]:
     from feedgen.aggregator.sample_data import write_sample_data
 
-    with stage(f"sample data → {out}") as step:
-        summary = write_sample_data(out, offers=offers, customers=customers, seed=seed, progress=step)
+    return write_sample_data(out, offers=offers, customers=customers, seed=seed, progress=step, variant=variant)
+
+
+def print_sample_summary(summary: dict[str, Any]) -> None:
     table = Table(title="sample data")
     for col in ("source", "rows", "dirty rows"):
         table.add_column(col, justify="right" if col != "source" else "left")
