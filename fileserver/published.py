@@ -1,0 +1,218 @@
+"""What is published and how to stream it: pointer → manifest → gzip members.
+
+A request reads the ``current/<id>.json`` pointer once and from then on touches only the
+immutable run folder it names, so a pointer switch during a download never mixes two runs.
+Manifests are immutable too, so they are cached by key.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import zlib
+from collections import OrderedDict
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from feedgen.jobs.store import Store
+
+__all__ = ["Document", "ManifestCache", "Member", "gzip_stream", "identity_stream", "resolve"]
+
+CHUNK = 1 << 20
+_MEMBER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+class NotPublished(LookupError):
+    """Nothing servable under this id (no pointer, other kind, bad file index)."""
+
+
+@dataclass(frozen=True)
+class Member:
+    key: str
+    bytes: int
+    raw_bytes: int
+
+
+@dataclass(frozen=True)
+class Document:
+    """One file of one published definition, as a client downloads it."""
+
+    definition_id: str
+    kind: str
+    run_id: str
+    file_index: int
+    fmt: str
+    content_type: str
+    checksum: str
+    members: tuple[Member, ...]
+    gz_length: int
+    raw_length: int
+    published_at: datetime
+
+
+class ManifestCache:
+    """Parsed manifests by store key; safe because a run folder never changes."""
+
+    def __init__(self, store: Store, capacity: int = 512) -> None:
+        self.store = store
+        self.capacity = capacity
+        self._items: OrderedDict[str, dict] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> dict:
+        with self._lock:
+            manifest = self._items.get(key)
+            if manifest is not None:
+                self._items.move_to_end(key)
+                return manifest
+        manifest = _parse_manifest(self.store.read_bytes(key), f"{self.store.uri}/{key}")
+        with self._lock:
+            self._items[key] = manifest
+            while len(self._items) > self.capacity:
+                self._items.popitem(last=False)
+        return manifest
+
+
+def _parse_manifest(data: bytes, where: str) -> dict:
+    # Same checks as feedgen.generator.parts.read_manifest, which reads only local folders.
+    from feedgen.generator.parts import SCHEMA_VERSION
+
+    manifest = json.loads(data)
+    if not isinstance(manifest, dict) or manifest.get("schema_version") != SCHEMA_VERSION:
+        raise ValueError(f"{where}: unsupported manifest schema_version; regenerate the run")
+    if not manifest.get("files"):
+        raise ValueError(f"{where}: manifest lists no files; regenerate the run")
+    return manifest
+
+
+def _parse_ts(text: str | None) -> datetime:
+    if not text:
+        return datetime.fromtimestamp(0, UTC)
+    value = datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).replace(microsecond=0)
+
+
+def read_pointer(store: Store, definition_id: str) -> dict:
+    """The ``current/<id>.json`` pointer (``definition_id`` must already be validated)."""
+    try:
+        pointer = json.loads(store.read_bytes(f"current/{definition_id}.json"))
+    except FileNotFoundError:
+        raise NotPublished(definition_id) from None
+    if not isinstance(pointer, dict) or pointer.get("definition_id") != definition_id:
+        raise NotPublished(definition_id)
+    return pointer
+
+
+def resolve(store: Store, manifests: ManifestCache, definition_id: str, kind: str,
+            file_index: int) -> Document:
+    """The document ``file_index`` of the run currently published for ``definition_id``."""
+    pointer = read_pointer(store, definition_id)
+    if pointer.get("kind", kind) != kind:
+        raise NotPublished(definition_id)
+    manifest_key = str(pointer["manifest"])
+    folder = manifest_key.rsplit("/", 1)[0]
+    manifest = manifests.get(manifest_key)
+    files = manifest["files"]
+    if not 0 <= file_index < len(files):
+        raise NotPublished(definition_id)
+    entry = files[file_index]
+    members = []
+    for m in [entry["header"], *entry["parts"], entry["footer"]]:
+        name = str(m["path"])
+        if not _MEMBER_NAME.match(name):
+            raise ValueError(f"{store.uri}/{manifest_key}: member path {name!r} is not a plain file name")
+        members.append(Member(f"{folder}/{name}", int(m["bytes"]), int(m["raw_bytes"])))
+    return Document(
+        definition_id=definition_id,
+        kind=kind,
+        run_id=str(pointer.get("run_id") or manifest.get("run_id")),
+        file_index=file_index,
+        fmt=str(manifest.get("format", "xml")),
+        content_type=str(manifest.get("content_type") or "application/octet-stream"),
+        checksum=str(entry.get("sha256", "")),
+        members=tuple(members),
+        gz_length=sum(m.bytes for m in members),
+        raw_length=sum(m.raw_bytes for m in members),
+        published_at=_parse_ts(pointer.get("published_at") or manifest.get("as_of")),
+    )
+
+
+def gzip_stream(store: Store, doc: Document, start: int, end_inclusive: int,
+                chunk: int = CHUNK) -> Iterator[bytes]:
+    """The stored gzip members as they are, bytes ``start..end_inclusive`` of their concatenation."""
+    offset = 0
+    for member in doc.members:
+        lo, hi = offset, offset + member.bytes - 1
+        offset += member.bytes
+        if hi < start or member.bytes == 0:
+            continue
+        if lo > end_inclusive:
+            return
+        yield from store.open_stream(member.key, chunk, start=max(start, lo) - lo,
+                                     end_inclusive=min(end_inclusive, hi) - lo)
+
+
+def identity_stream(store: Store, doc: Document, start: int, end_inclusive: int,
+                    chunk: int = CHUNK) -> Iterator[bytes]:
+    """The decompressed document, bytes ``start..end_inclusive``, decompressed while streaming."""
+    offset = 0
+    for member in doc.members:
+        lo, hi = offset, offset + member.raw_bytes - 1
+        offset += member.raw_bytes
+        if hi < start or member.raw_bytes == 0:
+            continue
+        if lo > end_inclusive:
+            return
+        skip = max(start, lo) - lo
+        want = min(end_inclusive, hi) - max(start, lo) + 1
+        pieces = _gunzip(store.open_stream(member.key, chunk), member.key)
+        try:
+            for piece in pieces:
+                if skip:
+                    if len(piece) <= skip:
+                        skip -= len(piece)
+                        continue
+                    piece = piece[skip:]
+                    skip = 0
+                if len(piece) >= want:
+                    yield piece[:want]
+                    break
+                want -= len(piece)
+                yield piece
+        finally:
+            pieces.close()
+
+
+def _gunzip(chunks: Iterator[bytes], where: str) -> Iterator[bytes]:
+    # wbits=31: gzip framing; a new decompressor per member, since one file may hold several
+    d = zlib.decompressobj(wbits=31)
+    fed = False
+    try:
+        for data in chunks:
+            while data:
+                fed = True
+                out = d.decompress(data, CHUNK)
+                if out:
+                    yield out
+                if d.eof:
+                    # (unconsumed_tail is stale once eof is set: read unused_data)
+                    data = d.unused_data
+                    d = zlib.decompressobj(wbits=31)
+                    fed = False
+                else:
+                    data = d.unconsumed_tail
+        if fed and not d.eof:
+            # output capped at CHUNK may still be pending in the decompressor
+            tail = d.flush()
+            if tail:
+                yield tail
+        if fed and not d.eof:
+            raise ValueError(f"{where}: truncated gzip member; republish the run")
+    finally:
+        close = getattr(chunks, "close", None)
+        if close:
+            close()
