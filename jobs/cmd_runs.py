@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import click
+
 from feedgen.jobs.options import config_option, root_option
 
 
@@ -24,9 +25,10 @@ def runs() -> None:
 @root_option
 def runs_list(config_path: str | None, root: str | None) -> None:
     """Every run under the root, oldest first, with its status and gate."""
+    from rich.table import Table
+
     from feedgen.jobs.progress import console
     from feedgen.jobs.runs import list_runs
-    from rich.table import Table
 
     config = _config(config_path, root)
     table = Table(title=f"runs under {config.root}")

@@ -4,6 +4,7 @@ import json
 
 import pytest
 from click.testing import CliRunner
+
 from feedgen.generator.snapshots import event_id, read_snapshot_rows
 from feedgen.jobs.cli import main
 from feedgen.jobs.config import load_config
@@ -12,7 +13,6 @@ from feedgen.jobs.errors import BadInput, RunFailed
 from feedgen.jobs.lifecycle import release_run
 from feedgen.jobs.publish import publish_run
 from feedgen.jobs.runs import read_run
-
 from tests.snapshot_helpers import apply_events, consume, events_of, generate_run
 from tests.support import TansuBroker
 
@@ -111,3 +111,17 @@ def test_broker_down_leaves_the_run_published_and_emit_later_sends_the_same_ids(
             event_id("r1", "google-pl", k, "add") for k in OFFERS)
     finally:
         broker.stop()
+
+
+def test_a_definition_without_event_delivery_is_diffed_but_sends_nothing(spark, tmp_path):
+    from feedgen.generator.snapshots import snapshot_and_diff
+    from tests.snapshot_helpers import items_frame, write_feed_run
+
+    config = load_config(root=str(tmp_path), environ={})
+    write_feed_run(tmp_path, "r1", DAY1, {"files-only": {"o1": {"price": 1}}, "google-pl": {"o1": {"price": 1}}})
+    for def_id, send in (("files-only", False), ("google-pl", True)):
+        summary = snapshot_and_diff(spark, tmp_path, "r1", def_id, items_frame(spark, {"o1": {"price": 1}}),
+                                    as_of=DAY1, destinations=["google"] if send else [], events=send)
+        assert summary["ops"] == {"add": 1}
+    record = release_run(config, "r1")
+    assert record["emit"]["events"] == 1 and record["emit"]["files"] == ["google-pl.jsonl"]

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pytest
+
 from feedgen.generator.gates import check_run, evaluate_definition, thresholds_for
 from feedgen.jobs.config import load_config
 from feedgen.jobs.errors import BadInput

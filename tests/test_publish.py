@@ -5,6 +5,7 @@ import json
 import boto3
 import pytest
 from click.testing import CliRunner
+
 from feedgen.generator.parts import assemble
 from feedgen.jobs.cli import main
 from feedgen.jobs.config import load_config
@@ -12,7 +13,6 @@ from feedgen.jobs.errors import BadInput
 from feedgen.jobs.lifecycle import approve_run, release_run
 from feedgen.jobs.publish import publish_run, read_pointer, serving_store
 from feedgen.jobs.runs import read_run
-
 from tests.snapshot_helpers import consume, events_of, generate_run, write_feed_run
 
 DAY1, DAY2, DAY3 = "2026-11-01T03:00:00Z", "2026-11-02T03:00:00Z", "2026-11-03T03:00:00Z"

@@ -9,7 +9,6 @@ from feedgen.generator.snapshots import (
     read_snapshot_rows,
     snapshot_and_diff,
 )
-
 from tests.snapshot_helpers import apply_events, items_frame
 
 DAY1 = "2026-11-01T03:00:00Z"
