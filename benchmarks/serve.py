@@ -385,7 +385,7 @@ def main() -> None:
             if set(res["statuses"]) != {"304"}:
                 raise SystemExit(f"{name}: expected only 304 answers, got {res['statuses']}")
 
-        print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at start "
+        print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} (1 min) "
               "(other work on the machine inflates tail latencies of both servers)")
         print(f"\nfull download of the gzip feed, median of {rounds * 2} per server "
               f"({args.workers} workers each; feedgen {args.threads} threads/worker)")
