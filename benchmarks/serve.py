@@ -141,7 +141,16 @@ def client_revalidate(url: str, headers: dict[str, str], clients: int, seconds: 
             if now >= stop_at:
                 continue
             sent_at[i] = time.perf_counter()
-            socks[i].send(request)  # small: fits the empty send buffer at once
+            try:
+                socks[i].send(request)  # small: fits the empty send buffer at once
+            except OSError:  # closed by the server since the last answer: reconnect, resend
+                sel.unregister(socks[i])
+                socks[i].close()
+                socks[i] = connect()
+                sel.register(socks[i], selectors.EVENT_READ, i)
+                pending[i] = b""
+                reconnects += 1
+                socks[i].send(request)
             in_flight += 1
         if not due and in_flight == 0:
             break
@@ -333,12 +342,19 @@ def _etag(url: str, headers: dict[str, str]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--small", action="store_true", help="10 MB feed, shorter latency runs")
-    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers and nginx workers")
-    parser.add_argument("--threads", type=int, default=4, help="threads per gunicorn worker")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="gunicorn workers (default: config server.workers)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="threads per gunicorn worker (default: config server.threads)")
+    parser.add_argument("--nginx-workers", type=int, default=2)
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--rate", type=float, default=10.0,
                         help="revalidations per second per client in the paced run")
     args = parser.parse_args()
+    from feedgen.jobs.config import DEFAULTS
+
+    args.workers = args.workers or DEFAULTS["server"]["workers"]
+    args.threads = args.threads or DEFAULTS["server"]["threads"]
     target = (10 if args.small else 100) * 1_000_000
     rounds = 3 if args.small else 5
     seconds = 5.0 if args.small else 10.0
@@ -363,7 +379,7 @@ def main() -> None:
 
         fg_port, ng_port = _free_port(), _free_port()
         procs.append(start_feedgen(tmp, root, fg_port, args.workers, args.threads))
-        procs.append(start_nginx(tmp, static, ng_port, args.workers))
+        procs.append(start_nginx(tmp, static, ng_port, args.nginx_workers))
         auth = {"Authorization": f"Bearer {TOKEN}"}
         fg_url = f"http://127.0.0.1:{fg_port}/feeds/{FEED_ID}.xml.gz"
         ng_url = f"http://127.0.0.1:{ng_port}/{FEED_ID}.xml.gz"
@@ -406,7 +422,7 @@ def main() -> None:
               "(other work on the machine inflates tail latencies of both servers)")
         client = _run_client("download", url=ng_url, headers={}, repeat=1)["runs"][0]["client"]
         print(f"\nfull download of the gzip feed ({client} client), median of {rounds * 2} per server "
-              f"({args.workers} workers each; feedgen {args.threads} threads/worker)")
+              f"(feedgen {args.workers} workers x {args.threads} threads, nginx {args.nginx_workers} workers)")
         print(f"  feedgen (gunicorn)   {fg_mbs:8.0f} MB/s")
         print(f"  nginx (static file)  {ng_mbs:8.0f} MB/s")
         ratio = fg_mbs / ng_mbs
