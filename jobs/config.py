@@ -62,6 +62,9 @@ DEFAULTS: dict[str, Any] = {
         "tokens": {},  # definition_id -> sha256 hex of its access token
         "public": [],  # definition ids served without a token
         "admin_token_sha256": None,  # for /runs and approve/reject
+        # Membership lookups (fileserver/lookups.py): optional Bearer token digest; how often
+        # an S3 pointer is re-read; where an S3 index is downloaded (default: a temp folder).
+        "lookup_token_sha256": None, "lookup_pointer_ttl": 1.0, "lookup_cache_dir": None,
     },
     # One entry per connector name; unset keys come from feedgen.connectors.base.SETTING_DEFAULTS
     # (batch_size, linger_ms, rate_limit_per_s, max_retries, backoff, timeout_s,
