@@ -3,6 +3,7 @@ from __future__ import annotations
 import gzip
 import json
 import threading
+import time
 
 import pytest
 import requests
@@ -297,9 +298,18 @@ def test_healthz_and_metrics(live, feed_a):
     for _ in range(3):
         requests.get(live.url("/feeds/feed-a"), headers=BEARER_A)
     requests.get(live.url("/feeds/feed-a"))
-    text = requests.get(live.url("/metrics")).text
-    assert 'feedgen_http_requests_total{method="GET",route="feeds",status="200"} 3.0' in text
-    assert 'feedgen_http_requests_total{method="GET",route="feeds",status="401"} 1.0' in text
+    wanted = ('feedgen_http_requests_total{method="GET",route="feeds",status="200"} 3.0',
+              'feedgen_http_requests_total{method="GET",route="feeds",status="401"} 1.0')
+    # A request is counted when the server closes its body, which can come a moment after
+    # the client has read the response: scrape until both are in, for up to 5 s.
+    deadline = time.monotonic() + 5
+    while True:
+        text = requests.get(live.url("/metrics")).text
+        if all(w in text for w in wanted) or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert wanted[0] in text
+    assert wanted[1] in text
     assert 'feedgen_http_response_bytes_total{route="feeds"}' in text
     assert 'feedgen_http_request_duration_seconds_bucket{le="0.005",route="feeds"}' in text
     age = [line for line in text.splitlines() if line.startswith("feedgen_current_age_seconds{")]
