@@ -46,11 +46,11 @@ def print_run_summary(record: dict[str, Any]) -> None:
 def generate(config_path, root, definitions, as_of, run_id, master) -> None:
     """Generate every feed and segment in one pass over the aggregates, with diffs and gates."""
     from feedgen.jobs.config import load_config
-    from feedgen.jobs.pipeline import generate_stage, load_or_create_record
+    from feedgen.jobs.pipeline import absolute_config, generate_stage, load_or_create_record
     from feedgen.jobs.runs import new_run_id, parse_as_of, root_lock
     from feedgen.jobs.spark import spark_session
 
-    config = load_config(config_path, root=root, definitions=definitions)
+    config = absolute_config(load_config(config_path, root=root, definitions=definitions))
     run_id = run_id or new_run_id()
     from feedgen.generator.definitions import load_definitions
 
@@ -63,27 +63,103 @@ def generate(config_path, root, definitions, as_of, run_id, master) -> None:
     print_run_summary(record)
 
 
+def print_stage_summary(record: dict[str, Any]) -> None:
+    """The run at a glance: one row per stage with its time, items, events and gate result."""
+    from feedgen.jobs.pipeline import STAGES
+
+    stages = record.get("stages") or {}
+    gate = record.get("gate") or {}
+    table = Table(title=f"run {record['run_id']}  status: {record['status']}")
+    for col in ("stage", "status", "time", "items", "events", "gate"):
+        table.add_column(col, justify="right" if col in ("time", "items", "events") else "left")
+    for name in STAGES:
+        s = stages.get(name)
+        if not s:
+            table.add_row(name, "-", "", "", "", "")
+            continue
+        status = s.get("status", "")
+        if s.get("stale_aggregate"):
+            status = "[yellow]failed: used the last good aggregate[/yellow]"
+        elif status == "failed":
+            status = "[red]failed[/red]"
+        seconds = s.get("seconds")
+        items = s.get("items")
+        events = s.get("events")
+        result = ""
+        if name == "gate":
+            result = s.get("result", "")
+            if gate.get("breaches"):
+                result = f"[red]{result}: {len(gate['breaches'])} breach(es)[/red]"
+        table.add_row(name, status, f"{seconds:.1f}s" if isinstance(seconds, (int, float)) else "",
+                      f"{items:,}" if isinstance(items, int) else "",
+                      f"{events:,}" if isinstance(events, int) else "", result)
+    console.print(table)
+
+
+def _run_once(config, *, run_id: str, as_of, definitions: str | None, master: str | None,
+              resume: bool) -> dict[str, Any]:
+    from feedgen.jobs.pipeline import run_pipeline
+    from feedgen.jobs.runs import root_lock
+
+    with root_lock(config.root, run_id):
+        return run_pipeline(config, run_id=run_id, as_of=as_of, definitions_dir=definitions,
+                            master=master, resume=resume)
+
+
+def _report(record: dict[str, Any]) -> None:
+    print_run_summary(record)
+    print_stage_summary(record)
+    run_id = record["run_id"]
+    if record["status"] == "held":
+        console.print(f"[yellow]run {run_id} is held by its gates: nothing was published or emitted. "
+                      f"Review with `feedgen runs show {run_id}`, then `feedgen runs approve|reject {run_id}`.[/yellow]")
+    if record.get("stale_aggregate"):
+        used = ", ".join(f"{e} of run {a['run_id']}" for e, a in (record.get("aggregates") or {}).items())
+        console.print(f"[yellow]the aggregate failed; this run used the last good aggregate ({used})[/yellow]")
+
+
 @click.command("run")
 @config_option
 @root_option
 @definitions_option
 @as_of_option
 @click.option("--master", default=None, help="Spark master URL (default: config spark.master, else local[*]).")
-def run(config_path, root, definitions, as_of, master) -> None:
-    """One run: aggregate → generate → gate → publish → emit."""
+@click.option("--resume", "resume_id", default=None, metavar="RUN",
+              help="Continue run RUN from its first stage not done (after a crash or a failure).")
+@click.option("--every", default=None, metavar="DURATION",
+              help="Keep running: a new run every DURATION (30m, 1h), timed from each run's start; "
+                   "a tick is skipped while a run is in progress.")
+@click.option("--ticks", default=None, type=click.IntRange(min=1), hidden=True,
+              help="With --every: stop after this many ticks (tests).")
+def run(config_path, root, definitions, as_of, master, resume_id, every, ticks) -> None:
+    """One run: aggregate → generate → gate → publish → emit (or --resume one, or --every N)."""
     from feedgen.jobs.config import load_config
-    from feedgen.jobs.pipeline import run_pipeline
-    from feedgen.jobs.runs import new_run_id, parse_as_of, root_lock
+    from feedgen.jobs.errors import BadInput
+    from feedgen.jobs.pipeline import parse_interval, run_every
+    from feedgen.jobs.runs import new_run_id, parse_as_of
 
     config = load_config(config_path, root=root, definitions=definitions)
-    run_id = new_run_id()
-    with root_lock(config.root, run_id):
-        record = run_pipeline(config, run_id=run_id, as_of=parse_as_of(as_of),
-                              definitions_dir=_definitions_dir(config, definitions), master=master)
-    print_run_summary(record)
-    if record["status"] == "held":
-        console.print(f"[yellow]run {run_id} is held by its gates: nothing was published or emitted. "
-                      f"Review with `feedgen runs show {run_id}`, then `feedgen runs approve|reject {run_id}`.[/yellow]")
+    if resume_id and (every or as_of):
+        raise BadInput("--resume continues a run with its own as_of; drop --every and --as-of")
+    if every:
+        if as_of:
+            raise BadInput("--every starts each run at the current time; drop --as-of")
+        interval = parse_interval(every)
+
+        def tick() -> None:
+            _report(_run_once(config, run_id=new_run_id(), as_of=parse_as_of(None), definitions=definitions,
+                              master=master, resume=False))
+
+        counts = run_every(interval, tick, max_ticks=ticks)
+        console.print(f"--every {every}: {counts['runs']} run(s), {counts['skipped']} tick(s) skipped, "
+                      f"{counts['failed']} failed")
+        return
+    if resume_id:
+        record = _run_once(config, run_id=resume_id, as_of=None, definitions=definitions, master=master, resume=True)
+    else:
+        record = _run_once(config, run_id=new_run_id(), as_of=parse_as_of(as_of), definitions=definitions,
+                           master=master, resume=False)
+    _report(record)
 
 
 COMMANDS = [generate, run]

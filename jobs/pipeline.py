@@ -1,8 +1,18 @@
-"""Run orchestration: aggregate → generate (+ snapshots and diffs) → gate → publish → emit."""
+"""Run orchestration: aggregate → generate (+ snapshots and diffs) → gate → publish → emit.
+
+Every stage is idempotent and records its completion and timing in run.json
+(``record["stages"][name]``), so a run that was killed continues with
+``run_pipeline(..., resume=True)`` from the first stage not done. Readers never see a
+partial run: they go through ``current/<id>.json`` pointers to immutable run folders,
+and publication switches a pointer only after every file it names is in place.
+"""
 
 from __future__ import annotations
 
+import copy
 import logging
+import os
+import socket
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -10,10 +20,57 @@ from pathlib import Path
 from typing import Any
 
 from feedgen.jobs.config import Config
-from feedgen.jobs.errors import FeedgenError, RunFailed
-from feedgen.jobs.runs import new_run_record, parse_as_of, read_run, run_dir, write_run
+from feedgen.jobs.errors import BadInput, FeedgenError, RunFailed, RunLocked
+from feedgen.jobs.runs import (
+    crash_point,
+    format_ts,
+    new_run_record,
+    parse_as_of,
+    read_run,
+    run_dir,
+    utcnow,
+    write_run,
+)
 
 log = logging.getLogger(__name__)
+
+STAGES = ("aggregate", "generate", "gate", "publish", "emit")
+
+
+def stage_done(record: dict[str, Any], name: str) -> bool:
+    """True when ``name`` needs no more work (an aggregate that fell back to a stale one counts)."""
+    entry = (record.get("stages") or {}).get(name) or {}
+    return entry.get("status") == "done" or (name == "aggregate" and bool(entry.get("stale_aggregate")))
+
+
+def next_stage(record: dict[str, Any]) -> str | None:
+    """The first stage of the run not done yet, or None when the run is complete."""
+    for name in STAGES:
+        if not stage_done(record, name):
+            return name
+    return None
+
+
+def absolute_config(config: Config) -> Config:
+    """A copy of ``config`` whose local paths are absolute.
+
+    Executors of a cluster resolve a relative path against their own working directory,
+    so every path the driver hands out must be absolute (and on a filesystem they share).
+    """
+    data = copy.deepcopy(config.data)
+
+    def fix(value: Any) -> Any:
+        if isinstance(value, str) and value and "://" not in value and not os.path.isabs(value):
+            return os.path.abspath(os.path.expanduser(value))
+        return value
+
+    data["root"] = fix(data["root"])
+    for spec in (data.get("sources") or {}).values():
+        spec["path"] = fix(spec["path"])
+    for section, key in (("generate", "templates_dir"), ("publish", "store")):
+        if (data.get(section) or {}).get(key):
+            data[section][key] = fix(data[section][key])
+    return Config(data=data, path=config.path, overrides=list(config.overrides))
 
 
 def load_or_create_record(config: Config, run_id: str, as_of: datetime, master: str) -> dict[str, Any]:
@@ -40,10 +97,9 @@ def _aggregate_for(config: Config, record: dict[str, Any], entity: str) -> tuple
 
 
 def generate_stage(spark, config: Config, record: dict[str, Any], definitions_dir: str,
-                   progress: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Generate every definition, snapshot and diff those with event delivery, run the gates."""
+                   progress: Callable[[str], None] | None = None, gate: bool = True) -> dict[str, Any]:
+    """Generate every definition, snapshot and diff those with event delivery (then gate them)."""
     from feedgen.generator.definitions import load_definitions
-    from feedgen.generator.gates import check_run
     from feedgen.generator.generate import generate_entity, snapshot_items
     from feedgen.generator.snapshots import snapshot_and_diff
     from feedgen.jobs.publish import current_run_id, serving_store
@@ -59,6 +115,7 @@ def generate_stage(spark, config: Config, record: dict[str, Any], definitions_di
     record["definitions_dir"] = str(definitions_dir)
     write_run(root, record)
     t0 = time.monotonic()
+    started_at = format_ts(utcnow())
     stats: dict[str, Any] = {}
     used: dict[str, Any] = {}
     templates_dir = config.get("generate.templates_dir")
@@ -69,12 +126,14 @@ def generate_stage(spark, config: Config, record: dict[str, Any], definitions_di
         agg_run, path, stale = _aggregate_for(config, record, entity)
         used[entity] = {"run_id": agg_run, "path": str(path), "stale": stale}
         if stale:
-            log.warning("using the last good %s aggregate of run %s", entity, agg_run)
+            log.warning("using the last good %s aggregate, of run %s", entity, agg_run,
+                        extra={"run_id": run_id, "entity": entity, "aggregate_run_id": agg_run})
         df = spark.read.parquet(str(path))
         stats.update(generate_entity(
             spark, df, mine, entity=entity, root=root, run_id=run_id, as_of=as_of,
             all_segments=all_segments, user_templates_dir=templates_dir,
             part_max_raw_bytes=int(config.get("generate.part_max_raw_bytes", 64 << 20)), progress=say))
+        crash_point("generate:after-parts")
     record["aggregates"] = used
     by_id = {d.id: d for d in definitions}
     store = serving_store(config)
@@ -88,59 +147,249 @@ def generate_stage(spark, config: Config, record: dict[str, Any], definitions_di
             spark, root, run_id, def_id, items, as_of=as_of, kind=d.kind, entity=d.entity,
             destinations=s.get("destinations"), base_run_id=current_run_id(config, def_id, store),
             refresh_after=d.refresh_after or config.get("gates.refresh_after"))
+        crash_point("generate:after-diff")
     record["definitions"] = stats
-    record["stages"]["generate"] = {"status": "done", "seconds": round(time.monotonic() - t0, 3),
-                                    "definitions": len(definitions)}
-    record["timings"]["generate"] = record["stages"]["generate"]["seconds"]
-    gate = check_run(config, record, definition_gates={d.id: dict(d.gates or {}) for d in definitions})
-    record["stages"]["gate"] = {"status": "done", "result": gate["status"]}
+    seconds = round(time.monotonic() - t0, 3)
+    record["stages"]["generate"] = {
+        "status": "done", "seconds": seconds, "started_at": started_at, "finished_at": format_ts(utcnow()),
+        "definitions": len(definitions), "items": sum(int(s.get("items") or 0) for s in stats.values()),
+        "events": sum(int((s.get("delta") or {}).get("events") or 0) for s in stats.values()
+                      if (s.get("delta") or {}).get("send_events", True))}
+    record["timings"]["generate"] = seconds
+    if gate:
+        # generate and gate land in one write: a crash in between redoes both
+        gate_stage(config, record, definitions)
     write_run(root, record)
     return record
 
 
-def run_pipeline(config: Config, *, run_id: str, as_of: datetime, definitions_dir: str,
-                 master: str | None = None, progress_stage=None) -> dict[str, Any]:
-    """aggregate → generate → gate → publish → emit for one run (the caller holds the lock)."""
-    from feedgen.aggregator.job import run_aggregate
+def gate_stage(config: Config, record: dict[str, Any], definitions) -> dict[str, Any]:
+    """Run the gates over a generated run; ``record["status"]`` becomes ``held`` on a breach."""
+    from feedgen.generator.gates import check_run
+
+    t0 = time.monotonic()
+    gate = check_run(config, record, definition_gates={d.id: dict(d.gates or {}) for d in definitions})
+    record["stages"]["gate"] = {"status": "done", "result": gate["status"],
+                                "breaches": len(gate.get("breaches") or []),
+                                "seconds": round(time.monotonic() - t0, 3)}
+    record["timings"]["gate"] = record["stages"]["gate"]["seconds"]
+    return record
+
+
+def _stage_log(record: dict[str, Any], name: str) -> None:
+    entry = record["stages"].get(name) or {}
+    log.info("run %s: %s %s in %.1fs", record["run_id"], name, entry.get("status"),
+             float(entry.get("seconds") or 0), extra={
+                 "run_id": record["run_id"], "stage": name, "stage_status": entry.get("status"),
+                 "seconds": entry.get("seconds"), "items": entry.get("items"),
+                 "events": entry.get("events"), "result": entry.get("result")})
+
+
+def _fail(config: Config, record: dict[str, Any], name: str, err: BaseException, *, t0: float,
+          status: str | None = "failed") -> RunFailed | FeedgenError:
+    record["stages"][name] = {"status": "failed", "error": str(err), "seconds": round(time.monotonic() - t0, 3),
+                              "finished_at": format_ts(utcnow())}
+    if status:
+        record["status"] = status
+    write_run(config.root, record)
+    _stage_log(record, name)
+    if isinstance(err, BadInput):
+        return err
+    resume = f"fix the cause and continue with `feedgen run --resume {record['run_id']}`"
+    if isinstance(err, FeedgenError):
+        return RunFailed(f"run {record['run_id']}: {name} failed: {err}\n({resume})")
+    return RunFailed(f"run {record['run_id']}: {name} failed: {type(err).__name__}: {err}; {resume}")
+
+
+def run_pipeline(config: Config, *, run_id: str, as_of: datetime | None = None, definitions_dir: str | None = None,
+                 master: str | None = None, progress_stage=None, resume: bool = False) -> dict[str, Any]:
+    """aggregate → generate → gate → publish → emit for one run (the caller holds the lock).
+
+    With ``resume=True`` the run must exist: it continues from its first stage not done,
+    with the run's own ``as_of`` and definitions (unless ``definitions_dir`` is given).
+    """
     from feedgen.generator.definitions import load_definitions
-    from feedgen.jobs.lifecycle import release_run
+    from feedgen.jobs.emit import emit_run
     from feedgen.jobs.progress import stage
-    from feedgen.jobs.spark import spark_session
+    from feedgen.jobs.publish import publish_run
 
     progress_stage = progress_stage or stage
-    load_definitions(definitions_dir)  # fail on bad definitions before the Spark work
-    spark = spark_session(config["spark"], master=master)
-    record = load_or_create_record(config, run_id, as_of, spark.sparkContext.master)
+    config = absolute_config(config)
     root = config.root
-    if record["stages"].get("aggregate", {}).get("status") != "done":
+    exists = (run_dir(root, run_id) / "run.json").is_file()
+    if resume and not exists:
+        raise BadInput(f"--resume {run_id}: no run.json under {run_dir(root, run_id)}; list the runs "
+                       f"with `feedgen runs list --root {root}`")
+    if exists and not resume:
+        raise BadInput(f"run {run_id} already exists under {Path(root) / 'runs'}; continue it with "
+                       f"`feedgen run --resume {run_id}`")
+    if exists:
+        record = read_run(root, run_id)
+        if record.get("status") == "rejected":
+            raise BadInput(f"run {run_id} was rejected and its files were discarded; start a new run")
+        definitions_dir = definitions_dir or record.get("definitions_dir") or str(config.get("definitions"))
+    else:
+        if as_of is None:
+            raise BadInput("a new run needs an as_of instant")
+        definitions_dir = definitions_dir or str(config.get("definitions"))
+        record = new_run_record(run_id, as_of, master or config.get("spark.master") or "local[*]")
+    definitions = list(load_definitions(definitions_dir).definitions)  # fail before the Spark work
+    record["definitions_dir"] = str(Path(definitions_dir).resolve())
+    first = next_stage(record)
+    record.setdefault("attempts", []).append({
+        "started_at": format_ts(utcnow()), "pid": os.getpid(), "host": socket.gethostname(),
+        "from_stage": first, "master": master or config.get("spark.master")})
+    write_run(root, record)
+    if first is None:
+        log.info("run %s is complete (status %s); nothing to resume", run_id, record["status"],
+                 extra={"run_id": run_id})
+        return record
+    if exists:
+        log.info("resuming run %s from its %s stage", run_id, first, extra={"run_id": run_id, "stage": first})
+    run_as_of = parse_as_of(record["as_of"])
+    spark = None
+
+    def session():
+        # Spark starts only when a Spark stage is left: resuming publish or emit needs none.
+        nonlocal spark
+        if spark is None:
+            from feedgen.jobs.spark import spark_session
+
+            spark = spark_session(config["spark"], master=master)
+            record["spark_master"] = spark.sparkContext.master
+            record["attempts"][-1]["master"] = record["spark_master"]
+        return spark
+
+    if not stage_done(record, "aggregate"):
+        record = _aggregate(config, record, session, definitions, run_as_of, progress_stage)
+        crash_point("aggregate:done")
+    if not stage_done(record, "generate"):
         t0 = time.monotonic()
-        record["status"] = "aggregating"
-        write_run(root, record)
-        try:
-            with progress_stage("aggregate") as step:
-                agg = run_aggregate(spark, config, run_id, as_of, progress=step)
-            record["stages"]["aggregate"] = {"status": "done", "seconds": round(time.monotonic() - t0, 3), **agg}
-        except RunFailed as err:
-            if not config.get("aggregate.allow_stale_aggregate"):
-                record["status"] = "failed"
-                record["stages"]["aggregate"] = {"status": "failed", "error": str(err)}
-                write_run(root, record)
-                raise
-            log.warning("aggregate failed (%s); going on with the last good aggregate", err)
-            record["stages"]["aggregate"] = {"status": "failed", "error": str(err), "stale_aggregate": True,
-                                             "seconds": round(time.monotonic() - t0, 3)}
-        record["timings"]["aggregate"] = record["stages"]["aggregate"]["seconds"]
-        write_run(root, record)
-    if record["stages"].get("generate", {}).get("status") != "done":
         try:
             with progress_stage("generate") as step:
-                record = generate_stage(spark, config, record, definitions_dir, progress=step)
-        except FeedgenError as err:
-            record["status"] = "failed"
-            record["stages"]["generate"] = {"status": "failed", "error": str(err)}
-            write_run(root, record)
-            raise
-    if record["status"] == "held":
+                record = generate_stage(session(), config, record, definitions_dir, progress=step)
+        except Exception as err:
+            raise _fail(config, record, "generate", err, t0=t0) from err
+        _stage_log(record, "generate")
+        _stage_log(record, "gate")
+    elif not stage_done(record, "gate"):
+        gate_stage(config, record, definitions)
+        write_run(root, record)
+        _stage_log(record, "gate")
+    if record.get("status") == "held":
         return record
-    with progress_stage("publish and emit"):
-        return release_run(config, run_id)
+    for name, action in (("publish", publish_run), ("emit", emit_run)):
+        if stage_done(record, name):
+            continue
+        t0 = time.monotonic()
+        started_at = format_ts(utcnow())
+        try:
+            with progress_stage(name):
+                record = action(config, run_id)
+        except Exception as err:
+            # status stays as it was (generated / published): resuming retries this stage
+            record = read_run(root, run_id)
+            raise _fail(config, record, name, err, t0=t0, status=None) from err
+        entry = record["stages"].setdefault(name, {"status": "done"})
+        entry.update({"started_at": started_at, "finished_at": format_ts(utcnow()),
+                      "seconds": entry.get("seconds", round(time.monotonic() - t0, 3))})
+        if name == "publish":
+            pub = record.get("publication") or {}
+            entry["definitions"] = len(pub.get("definitions") or [])
+            entry["items"] = sum(int((record["definitions"].get(d) or {}).get("items") or 0)
+                                 for d in pub.get("definitions") or [])
+        record["timings"][name] = entry["seconds"]
+        write_run(root, record)
+        _stage_log(record, name)
+        if name == "publish":
+            crash_point("publish:done")
+    return record
+
+
+def _aggregate(config: Config, record: dict[str, Any], session, definitions, as_of: datetime,
+               progress_stage) -> dict[str, Any]:
+    from feedgen.aggregator.job import run_aggregate
+
+    root = config.root
+    # only the entity kinds some definition reads
+    entities = tuple(e for e in ("offer", "customer") if any(d.entity == e for d in definitions))
+    t0 = time.monotonic()
+    started_at = format_ts(utcnow())
+    record["status"] = "aggregating"
+    write_run(root, record)
+    try:
+        with progress_stage("aggregate") as step:
+            agg = run_aggregate(session(), config, record["run_id"], as_of, entities=entities, progress=step)
+        record["stages"]["aggregate"] = {
+            "status": "done", "seconds": round(time.monotonic() - t0, 3), "started_at": started_at,
+            "finished_at": format_ts(utcnow()),
+            "items": sum(int(e.get("rows") or 0) for e in (agg.get("entities") or {}).values()), **agg}
+    except Exception as err:
+        if not config.get("aggregate.allow_stale_aggregate"):
+            raise _fail(config, record, "aggregate", err, t0=t0) from err
+        log.warning("run %s: the aggregate failed (%s); going on with the last good aggregate",
+                    record["run_id"], err, extra={"run_id": record["run_id"], "stage": "aggregate"})
+        record["stages"]["aggregate"] = {
+            "status": "failed", "error": str(err), "stale_aggregate": True, "started_at": started_at,
+            "finished_at": format_ts(utcnow()), "seconds": round(time.monotonic() - t0, 3)}
+        record["stale_aggregate"] = True
+    record["timings"]["aggregate"] = record["stages"]["aggregate"]["seconds"]
+    write_run(root, record)
+    _stage_log(record, "aggregate")
+    return record
+
+
+def parse_interval(text: str) -> float:
+    """``30m``, ``1h``, ``90s``, ``1d`` (or plain seconds) → seconds."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    value = text.strip().lower()
+    try:
+        seconds = float(value[:-1]) * units[value[-1]] if value and value[-1] in units else float(value)
+    except ValueError:
+        seconds = -1.0
+    if seconds <= 0:
+        raise BadInput(f"--every: {text!r} is not a duration; use e.g. 30m, 1h, 90s or 1d")
+    return seconds
+
+
+def run_every(interval: float, run_once: Callable[[], Any], *, max_ticks: int | None = None,
+              clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> dict[str, int]:
+    """Call ``run_once`` on a fixed schedule: tick n starts at ``start + n * interval``.
+
+    Intervals are timed from each run's start, not its end. A tick that comes while a run
+    is still going is skipped (never queued), and so is one whose run finds another run
+    holding the root's lock (``RunLocked``). A failed run is logged; the schedule goes on.
+    Returns counts of ``runs``, ``skipped`` and ``failed`` ticks.
+    """
+    start = clock()
+    counts = {"runs": 0, "skipped": 0, "failed": 0}
+    tick = 0
+    while max_ticks is None or tick < max_ticks:
+        due = start + tick * interval
+        now = clock()
+        if now < due:
+            sleep(due - now)
+        try:
+            run_once()
+            counts["runs"] += 1
+        except RunLocked as err:
+            counts["skipped"] += 1
+            log.warning("tick %d skipped: %s", tick, err, extra={"tick": tick, "skipped": "locked"})
+        except FeedgenError as err:
+            counts["failed"] += 1
+            log.error("tick %d: run failed: %s", tick, err, extra={"tick": tick})
+        tick += 1
+        # every tick that came while this run was going is skipped, not made up
+        late = int((clock() - start) // interval) + 1 - tick
+        if late > 0:
+            if max_ticks is not None:
+                late = min(late, max_ticks - tick)
+            counts["skipped"] += late
+            log.warning("skipped %d tick(s): the run was still in progress", late,
+                        extra={"tick": tick, "skipped": late})
+            tick += late
+    return counts
+
+
+__all__ = ["STAGES", "absolute_config", "gate_stage", "generate_stage", "next_stage", "parse_interval",
+           "run_every", "run_pipeline", "stage_done"]

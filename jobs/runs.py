@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import secrets
+import signal
 import socket
+import sys
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from feedgen.jobs.errors import BadInput, RunLocked
+
+log = logging.getLogger(__name__)
 
 STATUSES = ("aggregating", "generating", "held", "published", "emitted", "rejected", "failed")
 
@@ -94,53 +100,169 @@ def new_run_record(run_id: str, as_of: datetime, master: str, status: str = "agg
     }
 
 
-def _pid_alive(pid: int) -> bool:
+LOCK_NAME = "run.lock"
+CRASH_ENV = "FEEDGEN_TEST_CRASH_AT"
+_crash_hits: dict[str, int] = {}
+
+
+def crash_point(name: str, flush: Callable[[], Any] | None = None) -> None:
+    """Test hook: ``FEEDGEN_TEST_CRASH_AT=name[:n]`` kills this process (SIGKILL) at the n-th hit.
+
+    ``flush`` runs first (e.g. a Kafka producer's flush), so what was sent before the
+    crash really arrived and the resumed run's duplicates can be checked.
+    """
+    spec = os.environ.get(CRASH_ENV)
+    if not spec:
+        return
+    point, _, nth = spec.rpartition(":")
+    if not (nth.isdigit() and point):
+        point, nth = spec, "1"
+    if point != name:
+        return
+    _crash_hits[name] = _crash_hits.get(name, 0) + 1
+    if _crash_hits[name] == int(nth):
+        if flush is not None:
+            flush()
+        sys.stderr.write(f"feedgen: test crash at {spec} (pid {os.getpid()})\n")
+        sys.stderr.flush()
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _proc_start(pid: int) -> str | None:
+    # Field 22 of /proc/<pid>/stat (start time in clock ticks) tells a reused pid apart.
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8")
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[-1].split()
+    return fields[19] if len(fields) > 19 else None
+
+
+def _pid_alive(pid: int, start: str | None = None) -> bool:
+    if pid <= 0:
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
+        pass
+    if start is not None:
+        now = _proc_start(pid)
+        if now is not None and now != start:
+            return False  # the pid was reused by another process
     return True
+
+
+def lock_holder(root: str | Path) -> dict[str, Any] | None:
+    """Who holds the root's lock (``run_id``, ``pid``, ``host``, ``since``), or None."""
+    try:
+        text = (Path(root) / LOCK_NAME).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    try:
+        holder = json.loads(text)
+    except json.JSONDecodeError:
+        holder = None
+    return holder if isinstance(holder, dict) else {}
+
+
+def holder_alive(holder: dict[str, Any]) -> bool | None:
+    """True/False for a holder on this host; None when it runs on another host (unknown)."""
+    if holder.get("host") != socket.gethostname():
+        return None
+    return _pid_alive(int(holder.get("pid") or 0), holder.get("start"))
+
+
+def _create_lock(lock: Path, me: dict[str, Any]) -> bool:
+    # Written in full to a private file, then hard-linked into place: link() fails if the
+    # lock exists, and a reader never sees a half-written lock (also on NFS).
+    tmp = lock.with_name(f".{lock.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    tmp.write_text(json.dumps(me), encoding="utf-8")
+    try:
+        os.link(tmp, lock)
+        return True
+    except FileExistsError:
+        return False
+    except OSError:
+        # a filesystem without hard links: O_EXCL create (a reader may see it empty briefly)
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            return False
+        with os.fdopen(fd, "w") as fh:
+            json.dump(me, fh)
+        return True
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+@contextmanager
+def _guard(lock: Path) -> Iterator[None]:
+    # Serialises takeovers: two processes that both saw the same dead holder must not
+    # both remove a lock (the second would remove the first one's fresh lock). flock is
+    # released by the kernel when its holder dies, so the guard itself can never go stale.
+    import fcntl
+
+    with open(lock.with_name(lock.name + ".guard"), "a+") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _locked_message(lock: Path, holder: dict[str, Any]) -> str:
+    since = holder.get("since")
+    started = format_ts(datetime.fromtimestamp(since, UTC)) if isinstance(since, (int, float)) else "?"
+    where = f"pid {holder.get('pid', '?')} on {holder.get('host', '?')}, since {started}"
+    if holder_alive(holder) is None:
+        fix = (f"wait for it to finish; if that process is gone (another host cannot be checked "
+               f"from here), delete {lock}")
+    else:
+        fix = "wait for it to finish, or watch it with `feedgen runs show " + str(holder.get("run_id", "")) + "`"
+    return f"{lock}: run {holder.get('run_id', '?')} is in progress under this root ({where}); {fix}"
 
 
 @contextmanager
 def root_lock(root: str | Path, run_id: str) -> Iterator[None]:
-    """One run at a time per root. A lock left by a dead process on this host is taken over."""
-    lock = Path(root) / "run.lock"
+    """One run at a time per root: raise RunLocked naming the running one.
+
+    A lock left by a dead process of this host (killed, crashed) is taken over.
+    """
+    lock = Path(root) / LOCK_NAME
     lock.parent.mkdir(parents=True, exist_ok=True)
-    me = {"run_id": run_id, "pid": os.getpid(), "host": socket.gethostname(), "since": time.time()}
-    while True:
-        try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            try:
-                holder = json.loads(lock.read_text(encoding="utf-8") or "{}")
-            except (OSError, json.JSONDecodeError):
-                holder = {}
-            same_host = holder.get("host") == me["host"]
-            if holder and same_host and not _pid_alive(int(holder.get("pid", 0))):
-                # The holder died without releasing: replace its lock by renaming over it.
-                stale = lock.with_name(f"run.lock.stale.{os.getpid()}")
-                try:
-                    os.replace(lock, stale)
-                    stale.unlink(missing_ok=True)
-                except FileNotFoundError:
-                    pass
+    me = {"run_id": run_id, "pid": os.getpid(), "host": socket.gethostname(), "since": time.time(),
+          "start": _proc_start(os.getpid()), "token": secrets.token_hex(8)}
+    for _attempt in range(50):
+        if _create_lock(lock, me):
+            break
+        holder = lock_holder(lock.parent)
+        if holder is None:
+            continue  # released in between: try again
+        if not holder:
+            # unreadable: an O_EXCL writer may be between create and write
+            time.sleep(0.1)
+            holder = lock_holder(lock.parent)
+            if holder is None:
                 continue
-            raise RunLocked(
-                f"{lock}: run {holder.get('run_id', '?')} (pid {holder.get('pid', '?')} on "
-                f"{holder.get('host', '?')}) is in progress under this root; wait for it to finish"
-            ) from None
-        with os.fdopen(fd, "w") as fh:
-            json.dump(me, fh)
-        break
+            if not holder:
+                raise RunLocked(f"{lock}: the lock file is unreadable; if no run is in progress "
+                                "under this root, delete it") from None
+        if holder_alive(holder) is not False:
+            raise RunLocked(_locked_message(lock, holder))
+        with _guard(lock):
+            if lock_holder(lock.parent) == holder:  # still the dead one: nobody took it over yet
+                lock.unlink(missing_ok=True)
+                log.warning("took over the lock of run %s (pid %s died without releasing it)",
+                            holder.get("run_id"), holder.get("pid"),
+                            extra={"stale_run_id": holder.get("run_id"), "run_id": run_id})
+    else:
+        raise RunLocked(f"{lock}: could not take the lock after 50 attempts; another process keeps "
+                        "taking it; retry later")
     try:
         yield
     finally:
-        try:
-            current = json.loads(lock.read_text(encoding="utf-8"))
-            if current.get("pid") == me["pid"] and current.get("run_id") == run_id:
-                lock.unlink()
-        except (OSError, json.JSONDecodeError):
-            pass
+        current = lock_holder(lock.parent)
+        if current and current.get("token") == me["token"]:
+            lock.unlink(missing_ok=True)
