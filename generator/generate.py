@@ -98,6 +98,16 @@ def _is_blank(value: Any) -> bool:
     return value is None or (isinstance(value, str) and not value.strip())
 
 
+def _path(item: dict, path: str) -> Any:
+    # required fields are aggregate paths such as price.amount
+    value: Any = item
+    for part in path.split("."):
+        if not isinstance(value, dict):
+            return None
+        value = value.get(part)
+    return value
+
+
 class _Buffer:
     __slots__ = ("chunks", "size", "items", "seq")
 
@@ -108,25 +118,36 @@ class _Buffer:
         self.seq = 0
 
 
-def render_partition(plan: EntityPlan, partition: int, rows: Iterable) -> Iterator[tuple]:
-    """Render one partition: each row once per renderer, routed to every matching target."""
+def render_partition(plan: EntityPlan, partition: int, rows: Iterable[dict]) -> Iterator[tuple]:
+    """Render one partition: each row once per renderer, routed to every matching target.
+
+    ``rows`` are aggregate rows as plain dicts plus ``_matches`` (definition indices).
+    Yields ``ROW_SCHEMA`` tuples: one ``part`` per part file written, one ``stat`` per
+    target, ``snap`` rows for targets with events, ``member`` rows for customers.
+    """
     from feedgen.generator.render import get_renderer, renderer_key
 
     templates_dir = Path(plan.user_templates_dir) if plan.user_templates_dir else None
-    renderers = {}
-    target_renderer = []
+    renderers: dict[tuple, Any] = {}
+    target_renderer: list[tuple] = []
     for t in plan.targets:
         rk = renderer_key(t.template, t.options)
         if rk not in renderers:
             renderers[rk] = get_renderer(t.template, t.options, templates_dir)
         target_renderer.append(rk)
+    required = {rk: r.required_fields for rk, r in renderers.items()}
+    # per definition: (target, renderer key, events) — looked up once, not per row
+    routes = [[(t, target_renderer[t], plan.targets[t].events) for t in ts] for ts in plan.def_targets]
     buffers: dict[int, _Buffer] = defaultdict(_Buffer)
     excluded: dict[int, Counter] = defaultdict(Counter)
     warned: dict[int, Counter] = defaultdict(Counter)
     samples: dict[int, dict[str, list]] = defaultdict(lambda: defaultdict(list))
     nulls: dict[int, Counter] = defaultdict(Counter)
     seen: Counter = Counter()
+    renders: Counter = Counter()
     run_root = Path(plan.run_root)
+    part_max = plan.part_max_raw_bytes
+    key_name = plan.key
 
     def flush(t: int, buf: _Buffer) -> tuple:
         target = plan.targets[t]
@@ -139,24 +160,23 @@ def render_partition(plan: EntityPlan, partition: int, rows: Iterable) -> Iterat
             "path": info.path, "items": info.items, "bytes": info.bytes, "raw_bytes": info.raw_bytes,
             "sha256": info.sha256, "partition": partition, "seq": buf.seq - 1}))
 
-    for row in rows:
-        matches = row["_matches"]
-        item = row.asDict(recursive=True)
-        del item["_matches"]
-        key = item.get(plan.key)
-        results = {}
+    for item in rows:
+        matches = item.pop(MATCHES_COLUMN)
+        key = item.get(key_name)
         if plan.membership:
             yield ("member", -1, key, None, json.dumps([plan.definition_ids[m] for m in matches]), None)
+        results: dict[tuple, Any] = {}
+        missing: dict[tuple, list[str]] = {}
         for m in matches:
-            for t in plan.def_targets[m]:
-                rk = target_renderer[t]
+            for t, rk, events in routes[m]:
                 result = results.get(rk)
                 if result is None:
                     result = results[rk] = renderers[rk].render(item)
+                    renders[rk] += 1
+                    missing[rk] = [f for f in required[rk] if _is_blank(_path(item, f))]
                 seen[t] += 1
-                for f in renderers[rk].required_fields:
-                    if _is_blank(result.fields.get(f, item.get(f))):
-                        nulls[t][f] += 1
+                for f in missing[rk]:
+                    nulls[t][f] += 1
                 for w in result.warnings:
                     warned[t][w] += 1
                 if result.text is None:
@@ -169,26 +189,134 @@ def render_partition(plan: EntityPlan, partition: int, rows: Iterable) -> Iterat
                 buf.chunks.append(result.text)
                 buf.size += len(result.text)
                 buf.items += 1
-                target = plan.targets[t]
-                if target.events:
+                if events:
                     h, payload = content_hash(result.fields)
                     yield ("snap", t, key, h, payload, None)
-                if buf.size >= plan.part_max_raw_bytes:
+                if buf.size >= part_max:
                     yield flush(t, buf)
     for t, buf in buffers.items():
         if buf.items:
             yield flush(t, buf)
-    for t in seen:
+    for t in sorted(set(seen) | {t for t, rk in enumerate(target_renderer) if renders[rk]}):
         yield ("stat", t, None, None, None, json.dumps({
-            "candidates": seen[t], "excluded": excluded[t], "warnings": warned[t],
-            "samples": samples[t], "nulls": nulls[t]}))
+            "candidates": seen[t], "renders": renders[target_renderer[t]], "excluded": excluded[t],
+            "warnings": warned[t], "samples": samples[t], "nulls": nulls[t]}))
+
+
+# -- Arrow in, Arrow out ----------------------------------------------------------------------
+
+MATCHES_COLUMN = "_matches"
+_OUT_BATCH = 8192
+
+
+def _converter(dtype) -> Callable[[Any], list] | None:
+    """A function from an Arrow array to Python values as ``Row.asDict(recursive=True)`` gives.
+
+    Struct columns are converted field by field (faster than Arrow's own struct to_pylist)
+    and maps become dicts (Arrow gives lists of pairs).
+    """
+    import pyarrow as pa
+
+    if pa.types.is_struct(dtype):
+        names = [f.name for f in dtype]
+        kids = [_converter(f.type) or (lambda a: a.to_pylist()) for f in dtype]
+
+        def struct(array) -> list:
+            if isinstance(array, pa.ChunkedArray):
+                array = array.combine_chunks()
+            # flatten() honours the struct's offset and null mask, .field(i) does not
+            values = zip(*[k(child) for k, child in zip(kids, array.flatten())])
+            if array.null_count == 0:
+                return [dict(zip(names, v)) for v in values]
+            valid = array.is_valid().to_pylist()
+            return [dict(zip(names, v)) if ok else None for v, ok in zip(values, valid)]
+        return struct
+    fix = _python_fixer(dtype)
+    if fix is None:
+        return None
+    return lambda array: [fix(v) for v in array.to_pylist()]
+
+
+def _python_fixer(dtype) -> Callable[[Any], Any] | None:
+    """Post-processing of to_pylist values that hold maps (lists of pairs → dicts); None: none needed."""
+    import pyarrow as pa
+
+    if pa.types.is_map(dtype):
+        value_fix = _python_fixer(dtype.item_type)
+        if value_fix is None:
+            return lambda v: None if v is None else dict(v)
+        return lambda v: None if v is None else {k: value_fix(x) for k, x in v}
+    if pa.types.is_list(dtype) or pa.types.is_large_list(dtype):
+        inner = _python_fixer(dtype.value_type)
+        if inner is None:
+            return None
+        return lambda v: None if v is None else [inner(x) for x in v]
+    if pa.types.is_struct(dtype):
+        fixes = [(f.name, _python_fixer(f.type)) for f in dtype]
+        fixes = [(n, f) for n, f in fixes if f is not None]
+        if not fixes:
+            return None
+
+        def struct(v):
+            if v is None:
+                return None
+            for n, f in fixes:
+                v[n] = f(v[n])
+            return v
+        return struct
+    return None
+
+
+def _batch_rows(batch, converters: list) -> list[dict]:
+    names = batch.schema.names
+    columns = [(c(batch.column(i)) if c else batch.column(i).to_pylist()) for i, c in enumerate(converters)]
+    return [dict(zip(names, values)) for values in zip(*columns)]
+
+
+def _arrow_partitions(plan: EntityPlan) -> Callable:
+    """The ``mapInArrow`` function: Arrow batches of aggregate rows → Arrow batches of ROW_SCHEMA."""
+
+    def run(batches: Iterator) -> Iterator:
+        import pyarrow as pa
+        from pyspark import TaskContext
+
+        context = TaskContext.get()
+        partition = context.partitionId() if context else 0
+        converters: list | None = None
+
+        def rows() -> Iterator[dict]:
+            nonlocal converters
+            for batch in batches:
+                if converters is None:
+                    converters = [_converter(f.type) for f in batch.schema]
+                yield from _batch_rows(batch, converters)
+
+        out: list[tuple] = []
+        for row in render_partition(plan, partition, rows()):
+            out.append(row)
+            if len(out) >= _OUT_BATCH:
+                yield _out_batch(pa, out)
+                out = []
+        if out:
+            yield _out_batch(pa, out)
+
+    return run
+
+
+def _out_batch(pa, rows: list[tuple]):
+    columns = list(zip(*rows))
+    return pa.RecordBatch.from_arrays(
+        [pa.array(columns[0], pa.string()), pa.array(columns[1], pa.int32()),
+         *[pa.array(c, pa.string()) for c in columns[2:]]],
+        names=["kind", "target", "key", "hash", "payload", "info"])
 
 
 def apply_pick_one_per(df, definitions: Sequence[Definition], key: str):
     """Keep, for each definition with ``pick_one_per``, the first entity per pick key."""
-    from feedgen.generator.compile import MATCHES
     from pyspark.sql import Window
     from pyspark.sql import functions as F
+
+    from feedgen.generator.compile import MATCHES
 
     groups: dict[tuple, list[int]] = defaultdict(list)
     for i, d in enumerate(definitions):
@@ -243,9 +371,10 @@ def generate_entity(spark, aggregate_df, definitions: Sequence[Definition], *, e
     Writes ``runs/<run_id>/feeds|segments/<id>/`` (parts + manifest) and a staging Parquet
     with the snapshot rows at ``runs/<run_id>/_generate/<entity>/``.
     """
+    from pyspark.sql import functions as F
+
     from feedgen.generator.compile import MATCHES, add_membership
     from feedgen.generator.render import get_renderer
-    from pyspark.sql import functions as F
 
     say = progress or (lambda _m: None)
     key = ENTITY_KEYS[entity]
@@ -266,8 +395,7 @@ def generate_entity(spark, aggregate_df, definitions: Sequence[Definition], *, e
         df = df.where(F.size(F.col(MATCHES)) > 0)
         cols = _input_columns([c for c in df.columns if c != MATCHES], targets, key, user_templates_dir)
         df = df.select(*[F.col(f"`{c}`") for c in cols], F.col(MATCHES))
-        rdd = df.rdd.mapPartitionsWithIndex(lambda i, rows: render_partition(plan, i, rows))
-        spark.createDataFrame(rdd, ROW_SCHEMA).write.mode("overwrite").parquet(str(staging))
+        df.mapInArrow(_arrow_partitions(plan), ROW_SCHEMA).write.mode("overwrite").parquet(str(staging))
         rows = spark.read.parquet(str(staging)).where(F.col("kind").isin("part", "stat")).collect()
     else:
         rows = []
@@ -275,7 +403,7 @@ def generate_entity(spark, aggregate_df, definitions: Sequence[Definition], *, e
 
     parts: dict[int, list[dict]] = defaultdict(list)
     stats: dict[int, dict[str, Any]] = defaultdict(lambda: {
-        "candidates": 0, "excluded": Counter(), "warnings": Counter(), "samples": defaultdict(list), "nulls": Counter()})
+        "candidates": 0, "renders": 0, "excluded": Counter(), "warnings": Counter(), "samples": defaultdict(list), "nulls": Counter()})
     for r in rows:
         info = json.loads(r["info"])
         if r["kind"] == "part":
@@ -283,6 +411,7 @@ def generate_entity(spark, aggregate_df, definitions: Sequence[Definition], *, e
             continue
         s = stats[r["target"]]
         s["candidates"] += info["candidates"]
+        s["renders"] += info["renders"]
         for name in ("excluded", "warnings", "nulls"):
             s[name].update(info[name])
         for reason, keys in info["samples"].items():
@@ -305,12 +434,15 @@ def generate_entity(spark, aggregate_df, definitions: Sequence[Definition], *, e
             template=t.template, fmt=renderer.fmt, header=renderer.header(ctx), footer=renderer.footer(ctx),
             parts=infos, max_file_bytes=options.get("max_file_bytes", renderer.max_file_bytes),
             max_file_items=options.get("max_file_items"))
-        s = stats.get(t.index) or {"candidates": 0, "excluded": Counter(), "warnings": Counter(),
+        s = stats.get(t.index) or {"candidates": 0, "renders": 0, "excluded": Counter(), "warnings": Counter(),
                                    "samples": {}, "nulls": Counter()}
         items = manifest["items"]
         candidates = s["candidates"]
         entry = {
             "template": t.template, "folder": t.folder, "items": items, "candidates": candidates,
+            # renders of this target's template in the whole pass, counted by the executors:
+            # definitions sharing a template share these renders
+            "renders": s["renders"],
             "excluded": dict(s["excluded"]), "warnings": dict(s["warnings"]),
             "excluded_samples": {k: v for k, v in s["samples"].items()},
             "null_rates": {f: round(s["nulls"].get(f, 0) / candidates, 6) if candidates else 0.0
