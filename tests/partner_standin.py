@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import orjson
+
 from tests.support import free_port
 
 
@@ -60,7 +62,7 @@ class PartnerStandin:
                 status, headers, body = standin._respond(self.command, self.path, dict(self.headers), raw)
                 if status == 0:
                     return  # hung: the client gave up; answering would only fail
-                data = json.dumps(body).encode()
+                data = orjson.dumps(body)
                 self.send_response(status)
                 for k, v in headers.items():
                     self.send_header(k, v)
@@ -98,11 +100,14 @@ class PartnerStandin:
             return [it["key"] for c in self.calls if 200 <= c.status < 300
                     for it in c.items if not it.get("rejected")]
 
-    def wait_for(self, n_items: int, timeout: float = 60.0) -> None:
+    def wait_for(self, n_items: int, timeout: float = 60.0, proc: Any = None) -> None:
+        """Wait until ``n_items`` were taken; fail early when ``proc`` (the sender) exits."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.accepted_items >= n_items:
                 return
+            if proc is not None and proc.poll() is not None:
+                raise RuntimeError(f"sender exited with {proc.returncode} after {self.accepted_items} items")
             time.sleep(0.05)
         raise TimeoutError(f"stand-in took {self.accepted_items} items, expected {n_items}")
 
@@ -113,7 +118,7 @@ class PartnerStandin:
         with self.lock:
             self.received += 1
         try:
-            body = json.loads(raw) if raw else None
+            body = orjson.loads(raw) if raw else None
         except ValueError:
             body = None
         with self.lock:

@@ -7,6 +7,7 @@ import time
 from email.utils import formatdate
 
 import pytest
+
 from feedgen.connectors.base import (
     CircuitBreaker,
     RateLimiter,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from feedgen.connectors.base import PartnerAuthError
 
+from feedgen.connectors.base import PartnerAuthError
 from tests.partner_standin import PartnerStandin, make_event, produce, read_topic, run_connector
 from tests.test_connectors_delivery import connector_for, done
 
