@@ -35,16 +35,13 @@ def _money(value: Any, field: str) -> str:
 
 def item_data(key: str, data: Mapping[str, Any]) -> dict[str, Any]:
     """The ``data`` of one items_batch request: Meta's field names and value formats."""
-    out: dict[str, Any] = {}
-    for name, value in data.items():
-        if value is None or isinstance(value, (list, dict)) and name not in ("price", "sale_price"):
-            continue
-        if name in ("price", "sale_price"):
-            out[name] = _money(value, name)
-        elif name == "availability":
-            out[name] = _AVAILABILITY.get(str(value), str(value))
-        else:
-            out[name] = value
+    out = {name: value for name, value in data.items()
+           if value is not None and not isinstance(value, (list, dict))}
+    for name in ("price", "sale_price"):
+        if data.get(name) is not None:
+            out[name] = _money(data[name], name)
+    if "availability" in out:
+        out["availability"] = _AVAILABILITY.get(str(out["availability"]), str(out["availability"]))
     out["id"] = key
     return out
 
