@@ -28,6 +28,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.http import http_date, parse_date
 
 from feedgen.fileserver.auth import TokenTable, header_token, request_token
+from feedgen.fileserver.lookups import lookups
 from feedgen.fileserver.metrics import Metrics
 from feedgen.fileserver.published import (
     CHUNK,
@@ -261,6 +262,7 @@ def create_app(config: Config | dict | None = None) -> Flask:
         except (FileNotFoundError, ValueError):
             return None
 
+    app.register_blueprint(lookups)  # GET /customers/<id>/segments, POST /customers/segments/lookup
     app.wsgi_app = metrics.wrap(app.wsgi_app)  # type: ignore[method-assign]
     return app
 

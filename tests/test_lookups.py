@@ -326,3 +326,18 @@ def test_s3_serving_store_downloads_the_index_once_per_run(published, s3_endpoin
             f"{RUN_A}.sqlite", f"{RUN_B}.sqlite"]
     finally:
         server.stop()
+
+
+def test_fast_path_and_flask_route_answer_the_same(published):
+    from werkzeug.test import Client
+
+    config, _ = published
+    fast = create_app(config).extensions["feedgen_lookups"]["fast"]
+    for url in ("/customers/c-1/segments?store_id=s1&type=" + STORE_TYPE.replace("{", "%7B").replace("}", "%7D"),
+                "/customers/c-3/segments", "/customers/nobody/segments"):
+        via_fast = Client(fast).get(url)
+        via_flask = Client(fast.wsgi_app).get(url)  # Flask alone
+        assert via_fast.status_code == via_flask.status_code == 200
+        assert via_fast.get_json() == via_flask.get_json()
+        for header in ("Content-Type", "X-Feedgen-Run", "Cache-Control"):
+            assert via_fast.headers[header] == via_flask.headers[header]
