@@ -478,6 +478,8 @@ class Connector:
             self._producer.flush(30)
         if self._consumer is not None:
             self._consumer.close()
+        # Drop the clients so their background threads end with the run, not with the object.
+        self._producer = self._consumer = None
         self.http.clear()
 
     def _collect(self) -> list[Any]:

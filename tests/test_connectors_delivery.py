@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from feedgen.connectors.base import Connector, settings_from_config
+from feedgen.connectors.base import Connector, PartnerAuthError, settings_from_config
 from feedgen.connectors.webhook import signature
 from feedgen.jobs.config import load_config
 from tests.partner_standin import (
@@ -179,3 +179,14 @@ def test_poison_events_go_to_dead_letters_and_do_not_block_the_rest(tmp_path, ka
     assert dead["unparseable event"]["event"] == "{not json"
     assert "data.price is required" in dead["mapping error"]["reason"]
     assert dead["mapping error"]["event"] == no_price
+
+
+def test_webhook_signed_with_the_wrong_secret_is_refused_and_nothing_is_committed(
+        tmp_path, kafka_bootstrap, topic, standin):
+    produce(kafka_bootstrap, topic, [make_event("w1", "add", ["hook"])])
+    cfg = write_config(tmp_path, kafka_bootstrap, topic, {"hook": section("webhook", standin.url + "/hooks/feedgen")})
+    settings = settings_from_config(load_config(cfg, environ={}), "hook")
+    connector = Connector(settings, environ={"HOOK_SECRET": "not-the-shared-secret"})
+    with pytest.raises(PartnerAuthError, match="HTTP 401"):
+        run_connector(connector, done(1))
+    assert [c.status for c in standin.calls] == [401] and standin.accepted_keys() == []
