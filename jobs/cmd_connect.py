@@ -6,6 +6,7 @@ import json
 import signal
 
 import click
+
 from feedgen.jobs.options import config_option
 
 
