@@ -94,15 +94,32 @@ async def _open_loop(port: int, rate: float, duration: float, targets: list[byte
             "errors": errors[:5], "error_count": len(errors), "max_send_lag": max(lag) if lag else 0.0}
 
 
+async def _closed_loop(port: int, count: int, targets: list[bytes]) -> dict:
+    """One connection, each request sent when the previous answer arrived: the service time."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    latencies = []
+    for n in range(count):
+        t0 = time.perf_counter()
+        writer.write(b"GET " + targets[n % len(targets)] + b" HTTP/1.1\r\nHost: bench\r\n\r\n")
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+        await reader.readexactly(length)
+        latencies.append(time.perf_counter() - t0)
+    writer.close()
+    return {"latencies": latencies, "sent": count, "elapsed": sum(latencies), "statuses": {}, "errors": [],
+            "error_count": 0}
+
+
 def load_main(args: argparse.Namespace) -> None:
     """The separate load process: reads targets from a file, prints one JSON line per rate."""
     targets = Path(args.targets).read_bytes().split(b"\n")
-    rng = random.Random(7)
-    rng.shuffle(targets)
-    # warm-up (connections, page cache, first switch to the index)
-    asyncio.run(_open_loop(args.port, 200, 2.0, targets))
+    random.Random(args.seed).shuffle(targets)
     for rate in [float(r) for r in args.rates.split(",")]:
-        result = asyncio.run(_open_loop(args.port, rate, args.duration, targets))
+        if rate == 0:
+            result = asyncio.run(_closed_loop(args.port, int(args.duration), targets))
+        else:
+            result = asyncio.run(_open_loop(args.port, rate, args.duration, targets))
         lat = sorted(result.pop("latencies"))
         result.update(_percentiles(lat))
         result["rate"] = rate
@@ -199,6 +216,7 @@ def main() -> None:
     parser.add_argument("--load", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--targets", default="", help=argparse.SUPPRESS)
+    parser.add_argument("--seed", type=int, default=7, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.load:
         load_main(args)
@@ -264,10 +282,24 @@ def main() -> None:
             raise SystemExit(f"feedgen serve does not answer lookups: {check.stdout[:300]}")
         print(f"feedgen serve: {args.workers} workers x {args.threads} threads on port {port}; load process: "
               f"open loop, {duration:.0f} s per rate", flush=True)
-        load = subprocess.run([sys.executable, __file__, "--load", "--port", str(port), "--targets", str(targets),
-                               "--rates", args.rates, "--duration", str(duration)],
-                              capture_output=True, text=True, check=True)
-        results = [json.loads(line) for line in load.stdout.splitlines() if line.startswith("{")]
+
+        def load(rates: str, seconds: float, seed: int) -> list[dict]:
+            done = subprocess.run([sys.executable, __file__, "--load", "--port", str(port), "--targets",
+                                   str(targets), "--rates", rates, "--duration", str(seconds),
+                                   "--seed", str(seed)], capture_output=True, text=True, check=True)
+            return [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+
+        load("200", 2.0, 1)  # warm-up: connections, page cache, each worker opens the index
+        base = load("0", 2000, 2)[0]  # "0": closed loop, 2,000 sequential requests
+        print(f"closed loop, one connection: p50 {base['p50_ms']:.2f} ms, p99 {base['p99_ms']:.2f} ms "
+              f"(service time without queueing)", flush=True)
+        results = []
+        for n, rate in enumerate(args.rates.split(",")):
+            cpu0, load0 = _tree_cpu(server.pid), os.getloadavg()[0]
+            result = load(rate, duration, 10 + n)[0]
+            result["server_cpu_us"] = (_tree_cpu(server.pid) - cpu0) / result["sent"] * 1e6
+            result["load_before"] = load0
+            results.append(result)
     finally:
         server.send_signal(signal.SIGTERM)
         try:
@@ -277,11 +309,11 @@ def main() -> None:
 
     print()
     print(f"{'rate/s':>7} {'sent':>7} {'achieved':>9} {'200':>7} {'err':>4} {'p50 ms':>7} {'p90 ms':>7} "
-          f"{'p99 ms':>7} {'p99.9':>7} {'max ms':>7}")
+          f"{'p99 ms':>7} {'p99.9':>7} {'max ms':>7} {'srv CPU/req':>11} {'load avg':>8}")
     for r in results:
         print(f"{r['rate']:>7.0f} {r['sent']:>7} {r['sent'] / r['elapsed']:>9.0f} {r['statuses'].get('200', 0):>7} "
               f"{r['error_count']:>4} {r['p50_ms']:>7.2f} {r['p90_ms']:>7.2f} {r['p99_ms']:>7.2f} "
-              f"{r['p999_ms']:>7.2f} {r['max_ms']:>7.2f}")
+              f"{r['p999_ms']:>7.2f} {r['max_ms']:>7.2f} {r['server_cpu_us']:>8.0f} us {r['load_before']:>8.2f}")
         if r["errors"]:
             print("   errors:", r["errors"])
     if len(results) >= 2:
@@ -293,6 +325,20 @@ def main() -> None:
     verdict = "met" if last["p99_ms"] < 5 and not last["error_count"] else "NOT met"
     print(f"target p99 < 5 ms at {last['rate']:.0f}/s: {verdict} ({last['p99_ms']:.2f} ms); "
           f"load average {os.getloadavg()[0]:.2f}")
+
+
+def _tree_cpu(pid: int) -> float:
+    """CPU seconds (user + system) of the gunicorn master and its workers so far."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(stat.parent.name) == pid or int(fields[1]) == pid:
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
 
 
 def _has_curl() -> bool:

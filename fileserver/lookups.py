@@ -221,19 +221,36 @@ class MembershipReader:
         return now if now - self._checked >= self.ttl else None
 
     def _maybe_refresh(self) -> None:
-        signature = self._due()
-        if signature is None:
+        if self._due() is None:
             return
-        # With an index in hand, a request never waits for a switch: it answers from the old run.
-        if not self._refresh.acquire(blocking=self.current is None):
+        if self.current is None:
+            with self._refresh:  # nothing to answer from yet: wait for the first index
+                self._refresh_now()
             return
+        # With an index in hand, no request waits for a switch: a background thread opens
+        # (on S3: downloads) the new run while requests keep answering from the old one.
+        if self._refresh.acquire(blocking=False):
+            try:
+                threading.Thread(target=self._refresh_in_background, daemon=True,
+                                 name="feedgen-lookups-switch").start()
+            except BaseException:
+                self._refresh.release()
+                raise
+
+    def _refresh_in_background(self) -> None:
         try:
-            if self._due() is None:
-                return
-            self._checked = time.monotonic()
-            self._switch(signature)
+            self._refresh_now()
+        except Exception:  # noqa: BLE001 - a failed switch keeps the old run; it is logged
+            log.exception("membership index switch failed; still answering from run %s",
+                          self.current.run_id if self.current else None)
         finally:
             self._refresh.release()
+
+    def _refresh_now(self) -> None:
+        signature = self._due()
+        if signature is not None:
+            self._checked = time.monotonic()
+            self._switch(signature)
 
     def _switch(self, signature: Any) -> None:
         try:

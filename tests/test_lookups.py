@@ -341,3 +341,29 @@ def test_fast_path_and_flask_route_answer_the_same(published):
         assert via_fast.get_json() == via_flask.get_json()
         for header in ("Content-Type", "X-Feedgen-Run", "Cache-Control"):
             assert via_fast.headers[header] == via_flask.headers[header]
+
+
+def test_old_run_stays_open_until_its_last_request_finishes(published, tmp_path):
+    from feedgen.fileserver.lookups import MembershipReader
+    from feedgen.jobs.store import LocalStore
+
+    config, _ = published
+    root = load_config(None, root=str(tmp_path / "root"), environ={})
+    shutil.copytree(Path(config.root) / "runs", Path(root.root) / "runs")
+    _publish(root, RUN_A)
+    reader = MembershipReader(LocalStore(root.root))
+    held = reader.acquire()  # a request still running on run A
+    assert held.run_id == RUN_A
+    _publish(root, RUN_B)
+    for _ in range(100):  # the switch happens in the background
+        index = reader.acquire()
+        reader.release(index)
+        if index.run_id == RUN_B:
+            break
+        threading.Event().wait(0.02)
+    assert index.run_id == RUN_B
+    conn = held.connection()
+    assert conn.execute("SELECT count(*) FROM members").fetchone()[0] == 4  # still usable
+    held.give_back(conn)
+    reader.release(held)
+    assert held.opened == []  # closed once its last user left
