@@ -311,6 +311,82 @@ def _out_batch(pa, rows: list[tuple]):
         names=["kind", "target", "key", "hash", "payload", "info"])
 
 
+# A field that this many definitions test with a plain `eq`/`in` is looked up in a hash
+# join instead: one probe per row rather than one comparison per definition.
+LOOKUP_MIN = 8
+
+
+def _lookup_key(d: Definition, schema) -> tuple[str, tuple] | None:
+    """(field, values) when ``d``'s whole predicate is a case-sensitive eq/in on a string field."""
+    from pyspark.sql import types as T
+
+    from feedgen.generator.fields import resolve
+    from feedgen.generator.tree import Compare, In
+
+    node = d.where
+    if isinstance(node, Compare) and node.op == "eq":
+        values = (node.value,)
+    elif isinstance(node, In) and not node.negated:
+        values = node.values
+    else:
+        return None
+    if node.ignore_case or not all(isinstance(v, str) for v in values):
+        return None
+    try:
+        ref = resolve(schema, node.field)
+    except Exception:  # noqa: BLE001 - anything unusual takes the general path
+        return None
+    if not isinstance(ref.dtype, T.StringType) or any(kind != "field" for kind, _ in ref.steps):
+        return None
+    return node.field, values
+
+
+def add_memberships(spark, df, definitions: Sequence[Definition], as_of: datetime, *,
+                    all_segments: dict | None = None):
+    """``df`` plus ``_matches`` (sorted definition indices), as ``compile.add_membership``.
+
+    Definitions that are a plain ``eq``/``in`` on a field shared by many of them (one feed
+    per seller, per shop, per country ...) are matched with one broadcast hash join per
+    field; the rest go through ``add_membership``'s shared-clause evaluation.
+    """
+    from pyspark.sql import functions as F
+
+    from feedgen.generator.compile import MATCHES, add_membership, quote
+
+    by_field: dict[str, list[tuple[int, tuple]]] = defaultdict(list)
+    for i, d in enumerate(definitions):
+        found = _lookup_key(d, df.schema)
+        if found:
+            by_field[found[0]].append((i, found[1]))
+    by_field = {f: entries for f, entries in by_field.items() if len(entries) >= LOOKUP_MIN}
+    looked_up = {i for entries in by_field.values() for i, _ in entries}
+    rest = [i for i in range(len(definitions)) if i not in looked_up]
+    columns = [F.col(quote(c)) for c in df.columns]
+    if rest:
+        out = add_membership(df, [definitions[i] for i in rest], as_of, all_segments=all_segments)
+        if rest != list(range(len(rest))):
+            # indices into the subset → indices into ``definitions``
+            index = F.array(*[F.lit(i) for i in rest])
+            out = out.withColumn(MATCHES, F.transform(F.col(MATCHES), lambda x: F.element_at(index, x + 1)))
+    else:
+        out = df.withColumn(MATCHES, F.array().cast("array<int>"))
+    parts = [F.col(MATCHES)]
+    for n, (path, entries) in enumerate(sorted(by_field.items())):
+        ids: dict[str, list[int]] = defaultdict(list)
+        for i, values in entries:
+            for v in dict.fromkeys(values):
+                ids[v].append(i)
+        name = f"_fg_lookup{n}"
+        table = spark.createDataFrame(sorted(ids.items()), f"{name}_k string, {name} array<int>")
+        value = F.col(quote(path.split(".")[0]))
+        for step in path.split(".")[1:]:
+            value = value.getField(step)
+        out = out.join(F.broadcast(table), value == F.col(f"{name}_k"), "left")
+        parts.append(F.coalesce(F.col(name), F.array().cast("array<int>")))
+    matches = F.array_sort(F.concat(*parts)) if len(parts) > 1 else F.col(MATCHES)
+    return out.select(*columns, matches.alias(MATCHES))
+
+
 def apply_pick_one_per(df, definitions: Sequence[Definition], key: str):
     """Keep, for each definition with ``pick_one_per``, the first entity per pick key."""
     from pyspark.sql import Window
@@ -373,7 +449,7 @@ def generate_entity(spark, aggregate_df, definitions: Sequence[Definition], *, e
     """
     from pyspark.sql import functions as F
 
-    from feedgen.generator.compile import MATCHES, add_membership
+    from feedgen.generator.compile import MATCHES
     from feedgen.generator.render import get_renderer
 
     say = progress or (lambda _m: None)
@@ -390,7 +466,7 @@ def generate_entity(spark, aggregate_df, definitions: Sequence[Definition], *, e
     t0 = time.monotonic()
     say(f"{entity}: membership of {len(definitions)} definitions, rendering {len(targets)} outputs")
     if definitions:
-        df = add_membership(aggregate_df, definitions, as_of, all_segments=all_segments)
+        df = add_memberships(spark, aggregate_df, definitions, as_of, all_segments=all_segments)
         df = apply_pick_one_per(df, definitions, key)
         df = df.where(F.size(F.col(MATCHES)) > 0)
         cols = _input_columns([c for c in df.columns if c != MATCHES], targets, key, user_templates_dir)

@@ -269,3 +269,24 @@ def test_a_definition_matching_nothing_still_writes_an_empty_valid_document(spar
         {"id": "none", "template": template, "where": {"field": "brand", "eq": "Nope"}}]})
     assert xml_items(assemble(folder(tmp_path, stats, "none"))) == []
     assert stats["none"]["items"] == 0
+
+
+def test_many_feeds_keyed_on_one_field_get_exactly_their_offers(spark, tmp_path):
+    # ten feeds that each take some sellers: matched through one lookup, not ten comparisons
+    offers = [offer(n, seller_id=f"s-{n % 12}" if n != 11 else None) for n in range(24)]
+    feeds = [{"id": f"seller-{k}", "template": "google_merchant_rss",
+              "where": {"field": "seller_id", "in": [f"s-{k}", f"s-{k + 10}"]} if k < 2 else
+              {"field": "seller_id", "eq": f"s-{k}"}} for k in range(10)]
+    feeds.append({"id": "not-s-0", "template": "meta_catalog_csv", "where": {"field": "seller_id", "ne": "s-0"}})
+    stats = generate(spark, tmp_path, offers, {"feeds": feeds})
+
+    def ids(definition_id: str) -> set[str]:
+        return {i.findtext(G + "id") for i in xml_items(assemble(folder(tmp_path, stats, definition_id)))}
+
+    assert ids("seller-0") == {"o-0", "o-12", "o-10", "o-22"}
+    assert ids("seller-1") == {"o-1", "o-13", "o-23"}   # o-11 has no seller
+    assert ids("seller-7") == {"o-7", "o-19"}
+    assert {r["id"] for r in csv_rows(assemble(folder(tmp_path, stats, "not-s-0")))} == \
+        {f"o-{n}" for n in range(24)} - {"o-0", "o-12"}
+    assert stats["seller-0"]["renders"] == 23   # every offer with a seller, once
+    assert stats["not-s-0"]["renders"] == 22
