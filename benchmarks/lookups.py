@@ -24,6 +24,7 @@ import asyncio
 import json
 import os
 import random
+import shutil
 import signal
 import socket
 import sqlite3
@@ -337,6 +338,7 @@ def main() -> None:
             server.wait(timeout=30)
         except subprocess.TimeoutExpired:
             server.kill()
+        shutil.rmtree(tmp, ignore_errors=True)
 
     print()
     print(f"{'rate/s':>7} {'sent':>7} {'achieved':>9} {'200':>7} {'err':>4} {'p50 ms':>7} {'p90 ms':>7} "
@@ -384,8 +386,6 @@ def _machine() -> tuple[float, float]:
 
 
 def _has_curl() -> bool:
-    import shutil
-
     return shutil.which("curl") is not None
 
 
