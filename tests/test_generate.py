@@ -47,10 +47,11 @@ def customer(n: int, **changes) -> dict:
 
 
 def generate(spark, root: Path, rows: list[dict], mapping: dict, *, entity: str = "offer",
-             run_id: str = "20261122T030500Z-aaaaaa", partitions: int = 2, **kwargs) -> dict:
+             run_id: str = "20261122T030500Z-aaaaaa", partitions: int = 2, validate: bool = True,
+             **kwargs) -> dict:
     schema = OFFER_AGGREGATE_SCHEMA if entity == "offer" else CUSTOMER_AGGREGATE_SCHEMA
     df = spark.createDataFrame(rows, schema).repartition(partitions)
-    definitions = list(definitions_from_mapping(mapping))
+    definitions = list(definitions_from_mapping(mapping, validate=validate))
     return generate_entity(spark, df, definitions, entity=entity, root=root, run_id=run_id,
                            as_of=AS_OF, **kwargs)
 
@@ -290,3 +291,28 @@ def test_many_feeds_keyed_on_one_field_get_exactly_their_offers(spark, tmp_path)
         {f"o-{n}" for n in range(24)} - {"o-0", "o-12"}
     assert stats["seller-0"]["renders"] == 23   # every offer with a seller, once
     assert stats["not-s-0"]["renders"] == 22
+
+
+def test_user_template_sees_maps_structs_and_lists_as_plain_values(spark, tmp_path):
+    templates = tmp_path / "templates" / "partner_xml"
+    templates.mkdir(parents=True)
+    (templates / "header.xml.j2").write_text("<offers>\n")
+    (templates / "footer.xml.j2").write_text("</offers>\n")
+    (templates / "item.xml.j2").write_text(
+        "<offer id=\"{{ item.offer_id }}\"><color>{{ item.attributes.color }}</color>"
+        "<top>{{ item.category.top }}</top><level>{{ item.category.levels[1] }}</level>"
+        "<price>{{ item.price.amount }}</price><sale>{{ item.sale_price.amount }}</sale>"
+        "{% if not item.attributes.size %}{{ reject('no_size') }}{% endif %}</offer>\n")
+    offers = [offer(1, attributes={"color": "red & black", "size": "XL"}),
+              offer(2, attributes={"color": "blue"}),
+              offer(3, attributes=None)]
+    stats = generate(spark, tmp_path / "root", offers, {"feeds": [{"id": "partner", "template": "partner_xml"}]},
+                     user_templates_dir=str(tmp_path / "templates"),
+                     validate=False)   # the validator knows the built-in templates only
+
+    doc = etree.fromstring(assemble(folder(tmp_path / "root", stats, "partner")))
+    [item] = doc.findall("offer")
+    assert item.get("id") == "o-1"
+    assert [item.findtext(t) for t in ("color", "top", "level", "price", "sale")] == \
+        ["red & black", "Electronics", "Phones", "15.00", ""]
+    assert stats["partner"]["excluded"] == {"no_size": 2}
