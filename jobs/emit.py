@@ -17,7 +17,7 @@ from typing import Any
 
 from feedgen.generator.snapshots import iter_delta_events, list_deltas
 from feedgen.jobs.errors import BadInput, RunFailed
-from feedgen.jobs.runs import format_ts, read_run, run_dir, utcnow
+from feedgen.jobs.runs import crash_point, format_ts, read_run, run_dir, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +56,7 @@ def _write_outbox(root: str, run_id: str) -> dict[str, Any]:
         os.replace(tmp, target)
         total += n
         written.append(target.name)
+        crash_point("emit:outbox-file")  # test hook (FEEDGEN_TEST_CRASH_AT); no-op otherwise
     return {"target": "outbox", "path": str(folder), "files": written, "events": total}
 
 
@@ -98,6 +99,7 @@ def _produce(config: Any, run_id: str) -> dict[str, Any]:
                     producer.poll(0.5)  # local queue full: let deliveries drain
             producer.poll(0)
             sent += 1
+            crash_point("emit:event", producer.flush)  # test hook; no-op otherwise
             value_bytes += len(key) + len(value) + sum(len(k) + len(v) for k, v in headers)
         remaining = producer.flush(timeout_ms / 1000 + 10)
     except KafkaException as err:

@@ -18,7 +18,15 @@ from pathlib import Path
 from typing import Any
 
 from feedgen.jobs.errors import BadInput, RunFailed
-from feedgen.jobs.runs import format_ts, list_runs, read_run, run_dir, utcnow, write_run
+from feedgen.jobs.runs import (
+    crash_point,
+    format_ts,
+    list_runs,
+    read_run,
+    run_dir,
+    utcnow,
+    write_run,
+)
 from feedgen.jobs.store import LocalStore, Store, open_store
 
 log = logging.getLogger(__name__)
@@ -140,6 +148,7 @@ def publish_run(config: Any, run_id: str, *, approved: bool = False) -> dict[str
                    "as_of": record.get("as_of")}
         store.write_bytes(pointer_key(def_id), json.dumps(pointer, indent=2).encode())
         pointers.append(def_id)
+        crash_point("publish:pointer")  # test hook (FEEDGEN_TEST_CRASH_AT); no-op otherwise
     if status not in PUBLISHED:
         record["status"] = "published"
     record["publication"] = {"store": store.uri, "published_at": published_at,
