@@ -162,3 +162,30 @@ def test_kill_9_at_every_stage_then_resume_equals_an_uninterrupted_run(roots, ka
     assert sorted(event_content(e) for e in resent) == sorted(event_content(e) for e in
                                                               outbox_events(roots["ref"], roots["ref_run"]))
 
+
+
+def test_a_failed_aggregate_goes_on_with_the_last_good_one_only_when_the_config_allows_it(roots, spark):
+    from feedgen.jobs.errors import FeedgenError
+
+    root = roots["top"] / "stale"
+    shutil.copytree(roots["ref"], root)
+    broken = {"FEEDGEN__SOURCES__OFFERS__PATH": str(root / "no-such-export")}
+    before = pointer_runs(root)
+
+    config = load_config(roots["config"], root=str(root), environ=broken)
+    with pytest.raises(FeedgenError, match="no-such-export"):
+        run_pipeline(config, run_id=new_run_id(), as_of=parse_as_of(DAY2), definitions_dir=str(roots["defs"]))
+    failed = [r for r in (root / "runs").iterdir() if r.name not in (roots["base_run"], roots["ref_run"])]
+    assert run_json(root, failed[0].name)["status"] == "failed"
+    assert pointer_runs(root) == before
+
+    config = load_config(roots["config"], root=str(root),
+                         environ={**broken, "FEEDGEN__AGGREGATE__ALLOW_STALE_AGGREGATE": "true"})
+    record = run_pipeline(config, run_id=new_run_id(), as_of=parse_as_of(DAY2), definitions_dir=str(roots["defs"]))
+    assert record["status"] == "emitted"
+    assert record["stale_aggregate"] is True
+    assert record["stages"]["aggregate"]["status"] == "failed" and record["stages"]["aggregate"]["stale_aggregate"]
+    assert record["aggregates"]["offer"] == {**record["aggregates"]["offer"], "run_id": roots["ref_run"],
+                                             "stale": True}
+    assert set(pointer_runs(root).values()) == {record["run_id"]}
+    assert published_docs(root) == published_docs(roots["ref"])
