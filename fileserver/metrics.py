@@ -28,7 +28,7 @@ from feedgen.jobs.store import Store
 
 __all__ = ["Metrics"]
 
-_ROUTES = frozenset({"feeds", "segments", "runs", "healthz", "metrics"})
+_ROUTES = frozenset({"feeds", "segments", "customers", "runs", "healthz", "metrics"})
 _BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
             30.0, 60.0, 300.0)
 

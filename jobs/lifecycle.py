@@ -16,7 +16,7 @@ from feedgen.jobs.errors import BadInput
 from feedgen.jobs.publish import publish_run, read_pointer, serving_store, sync_record
 from feedgen.jobs.runs import format_ts, read_run, root_lock, run_dir, utcnow
 
-_RUN_FOLDERS = ("feeds", "segments", "snapshots", "deltas", "events")
+_RUN_FOLDERS = ("feeds", "segments", "snapshots", "deltas", "events", "membership")
 
 
 def release_run(config: Any, run_id: str) -> dict[str, Any]:

@@ -156,6 +156,12 @@ def publish_run(config: Any, run_id: str, *, approved: bool = False) -> dict[str
                              "files_uploaded": uploaded}
     record.setdefault("stages", {})["publish"] = {"status": "done",
                                                   "seconds": round(time.monotonic() - started, 3)}
+    from feedgen.generator.membership import publish_membership
+
+    # The membership index goes with its run, after the feed pointers (its own pointer last).
+    membership = publish_membership(config, run_id, store)
+    if membership is not None:
+        record["publication"]["membership"] = membership.get("run_id")
     sync_record(config, record, store)
     log.info("published run %s to %s: %d pointer(s) switched", run_id, store.uri, len(pointers))
     apply_retention(config, store)
