@@ -133,6 +133,12 @@ def generate_stage(spark, config: Config, record: dict[str, Any], definitions_di
             spark, df, mine, entity=entity, root=root, run_id=run_id, as_of=as_of,
             all_segments=all_segments, user_templates_dir=templates_dir,
             part_max_raw_bytes=int(config.get("generate.part_max_raw_bytes", 64 << 20)), progress=say))
+        if entity == "customer" and any(d.kind == "segment" for d in mine):
+            from feedgen.generator.membership import build_membership_index
+
+            say("membership index")
+            record["membership"] = build_membership_index(
+                spark, root, run_id, mine, as_of=record["as_of"], customers_df=df)
         crash_point("generate:after-parts")
     record["aggregates"] = used
     by_id = {d.id: d for d in definitions}
