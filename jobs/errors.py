@@ -29,3 +29,13 @@ class RunFailed(FeedgenError):
 
 class RunLocked(FeedgenError):
     """Another run holds the root's lock."""
+
+
+class DefinitionError(BadInput):
+    """Feed or segment definitions are wrong; ``problems`` holds every one found, in order."""
+
+    def __init__(self, problems) -> None:
+        self.problems = list(problems)
+        count = len(self.problems)
+        lines = "\n".join(f"  {p}" for p in self.problems)
+        super().__init__(f"{count} problem{'s' if count != 1 else ''} in the definitions:\n{lines}")

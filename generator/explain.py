@@ -1,0 +1,156 @@
+"""Why an entity is or is not in a definition: every clause of its tree with its value.
+
+The clauses are compiled by the same compiler as the generator and evaluated together
+on the entity's one row, so explain shows exactly what a run would decide.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from feedgen.aggregator.schemas import ENTITY_KEYS
+from feedgen.generator.compile import Compiler, Scope, quote
+from feedgen.generator.definitions import Definition
+from feedgen.generator.fields import to_utc
+from feedgen.generator.tree import Always, And, History, InSegment, Leaf, Node, Not, Or
+
+_NO_VALUE = object()
+
+
+@dataclass
+class Explained:
+    """One clause: what it says, whether it holds, and the value it looked at."""
+
+    label: str
+    value: bool
+    actual: Any = _NO_VALUE
+    children: list[Explained] = field(default_factory=list)
+
+
+def describe(node: Node) -> str:
+    """A clause as one line of text, as a marketer wrote it."""
+    if isinstance(node, Always):
+        return "every entity" if node.value else "no entity"
+    if isinstance(node, And):
+        return "all"
+    if isinstance(node, Or):
+        return "any"
+    if isinstance(node, Not):
+        return "not"
+    if isinstance(node, InSegment):
+        return f"in_segment {node.segment_id}"
+    if isinstance(node, History):
+        parts = [f"history {node.name}"]
+        if node.where is not None:
+            parts.append(f"where ({_inline(node.where)})")
+        if node.within_last is not None:
+            parts.append(f"within_last {node.within_last}")
+        agg = node.agg if node.agg_field is None else f"{node.agg} of {node.agg_field}"
+        return " ".join(parts) + f": {agg} {_test(node.test)}"
+    return _test(node)
+
+
+def _test(leaf: Leaf) -> str:
+    text = f"{leaf.field + ' ' if leaf.field else ''}{leaf.op} {_show(leaf.operand)}"
+    return text + (" (ignore_case)" if leaf.ignore_case else "")
+
+
+def _inline(node: Node) -> str:
+    if isinstance(node, (And, Or)):
+        joiner = " and " if isinstance(node, And) else " or "
+        return joiner.join(f"({_inline(c)})" if isinstance(c, (And, Or)) else _inline(c) for c in node.items)
+    if isinstance(node, Not):
+        return f"not {_inline(node.child)}"
+    return describe(node)
+
+
+def _show(value: Any) -> str:
+    if value is _NO_VALUE:
+        return ""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, datetime):
+        return to_utc(value).strftime("%Y-%m-%dT%H:%M:%SZ")
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, str):
+        return repr(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_show(v) for v in value) + "]"
+    if hasattr(value, "asDict"):
+        return json.dumps(value.asDict(recursive=True), default=str, ensure_ascii=False)
+    if isinstance(value, dict):
+        return json.dumps(value, default=str, ensure_ascii=False)
+    return "null" if value is None else str(value)
+
+
+def explain_entity(df: DataFrame, definition: Definition, key: str, as_of: datetime,
+                   segments: Mapping[str, Definition] | None = None) -> Explained | None:
+    """The explained tree of ``definition`` for the entity ``key`` of ``df``, or None if absent."""
+    key_column = ENTITY_KEYS[definition.entity]
+    row_df = df.where(F.col(quote(key_column)) == F.lit(key)).limit(1)
+    compiler = Compiler(df.schema, as_of, segments)
+    plan: list[tuple[Node, list]] = []   # (node, [children plan indices]) in visiting order
+    columns = []
+
+    def visit(node: Node) -> int:
+        index = len(plan)
+        plan.append((node, []))
+        columns.append(compiler.compile(node).alias(f"_x{index}"))
+        if isinstance(node, History):
+            value, _ = compiler.history_value(node, Scope(df.schema))
+            columns.append(value.alias(f"_v{index}"))
+        elif isinstance(node, Leaf):
+            value, _ = Scope(df.schema).field(node.field)
+            columns.append(value.alias(f"_v{index}"))
+        children = [segments[node.segment_id].where] if isinstance(node, InSegment) else (
+            [] if isinstance(node, History) else list(node.children()))
+        plan[index][1].extend(visit(c) for c in children)
+        return index
+
+    visit(definition.where)
+    rows = row_df.select(*columns).collect()
+    if not rows:
+        return None
+    row = rows[0].asDict()
+
+    def build(index: int) -> Explained:
+        node, children = plan[index]
+        return Explained(describe(node), bool(row[f"_x{index}"]), row.get(f"_v{index}", _NO_VALUE),
+                         [build(c) for c in children])
+
+    return build(0)
+
+
+def format_explanation(definition: Definition, key: str, as_of: datetime, result: Explained,
+                       source: str = "") -> str:
+    """The explained tree as text: one clause a line, its value first, what it saw last."""
+    verdict = "IS a member" if result.value else "is NOT a member"
+    head = [f"{definition.label} ({definition.file}:{definition.line})",
+            f"{definition.entity} {key} {verdict} at as_of {_show(as_of)}" + (f" ({source})" if source else "")]
+    lines: list[tuple[str, str, str]] = []
+
+    def walk(node: Explained, depth: int) -> None:
+        seen = "" if node.actual is _NO_VALUE else f"value: {_show(node.actual)}"
+        lines.append(("true " if node.value else "false", "  " * depth + node.label, seen))
+        for child in node.children:
+            walk(child, depth + 1)
+
+    walk(result, 0)
+    width = min(max(len(label) for _, label, _ in lines), 70)
+    body = [f"  {flag}  {label:<{width}}  {seen}".rstrip() for flag, label, seen in lines]
+    notes = []
+    if definition.pick_one_per and result.value:
+        notes.append(f"note: pick_one_per {definition.pick_one_per} keeps one {definition.entity} per "
+                     f"{definition.pick_one_per} (order_by {', '.join(definition.order_by)}), which may be another one")
+    return "\n".join([*head, *body, *notes])
