@@ -1,13 +1,16 @@
 """The single-pass generator: every definition of an entity kind in one scan of its aggregate.
 
 One Spark job per entity kind:
-1. membership of every definition as one ``_matches`` column (shared clauses computed once);
+1. membership of every definition as one ``_matches`` column: shared clauses computed
+   once, and many ``eq``/``in`` definitions on one field matched by one hash lookup;
 2. ``pick_one_per`` / ``order_by`` applied with one window per distinct (key, order);
-3. each partition renders every entity once per *renderer* (template + render options)
-   that any of its matching definitions uses, and appends the fragment to a buffer per
-   output target; buffers become gzip-member part files written by the task itself;
-4. the job's only rows are small: part descriptions, per-target stats, and, for
-   definitions with event delivery, the (key, hash, payload) snapshot rows.
+3. ``mapInArrow``: each partition turns Arrow batches of only the columns the renderers
+   read into plain dicts, renders every entity once per *renderer* (template + render
+   options) that any of its matching definitions uses, and appends the fragment to a
+   buffer per output target; buffers become gzip-member part files written by the task;
+4. the job's only rows are small: part descriptions, per-target stats (one per partition,
+   not per row), and, for definitions with event delivery, the (key, hash, payload)
+   snapshot rows; they go to the staging Parquet ``runs/<run_id>/_generate/<entity>/``.
 The driver then writes each target's header, footer and manifest.
 """
 
@@ -94,18 +97,23 @@ def content_hash(fields: dict) -> tuple[str, str]:
     return hashlib.sha256(payload.encode("utf-8")).hexdigest(), payload
 
 
-def _is_blank(value: Any) -> bool:
-    return value is None or (isinstance(value, str) and not value.strip())
+def _required_paths(fields: Sequence[str]) -> list[tuple[str, str, tuple[str, ...]]]:
+    # required fields are aggregate paths such as price.amount: split once, not per row
+    return [(f, f.split(".")[0], tuple(f.split(".")[1:])) for f in fields]
 
 
-def _path(item: dict, path: str) -> Any:
-    # required fields are aggregate paths such as price.amount
-    value: Any = item
-    for part in path.split("."):
-        if not isinstance(value, dict):
-            return None
-        value = value.get(part)
-    return value
+def _missing(item: dict, required: list[tuple[str, str, tuple[str, ...]]]) -> list[str]:
+    """The required paths that are missing or blank in ``item``."""
+    missing = []
+    for name, top, rest in required:
+        value = item.get(top)
+        for step in rest:
+            if value is None:
+                break
+            value = value.get(step) if type(value) is dict else None
+        if value is None or value == "" or (type(value) is str and value.isspace()):
+            missing.append(name)
+    return missing
 
 
 class _Buffer:
@@ -135,7 +143,7 @@ def render_partition(plan: EntityPlan, partition: int, rows: Iterable[dict]) -> 
         if rk not in renderers:
             renderers[rk] = get_renderer(t.template, t.options, templates_dir)
         target_renderer.append(rk)
-    required = {rk: r.required_fields for rk, r in renderers.items()}
+    required = {rk: _required_paths(r.required_fields) for rk, r in renderers.items()}
     # per definition: (target, renderer key, events) — looked up once, not per row
     routes = [[(t, target_renderer[t], plan.targets[t].events) for t in ts] for ts in plan.def_targets]
     buffers: dict[int, _Buffer] = defaultdict(_Buffer)
@@ -173,7 +181,7 @@ def render_partition(plan: EntityPlan, partition: int, rows: Iterable[dict]) -> 
                 if result is None:
                     result = results[rk] = renderers[rk].render(item)
                     renders[rk] += 1
-                    missing[rk] = [f for f in required[rk] if _is_blank(_path(item, f))]
+                    missing[rk] = _missing(item, required[rk])
                 seen[t] += 1
                 for f in missing[rk]:
                     nulls[t][f] += 1
@@ -496,9 +504,10 @@ def generate_entity(spark, aggregate_df, definitions: Sequence[Definition], *, e
     say(f"{entity}: writing {len(targets)} manifests")
     from feedgen.generator.parts import PartInfo
 
+    owner = {t: definitions[i] for i, ts in enumerate(def_targets) for t in ts}
     out: dict[str, Any] = {}
     for t in targets:
-        d = definitions[[i for i, ts in enumerate(def_targets) if t.index in ts][0]]
+        d = owner[t.index]
         renderer = get_renderer(t.template, t.options, Path(user_templates_dir) if user_templates_dir else None)
         ordered = sorted(parts.get(t.index, []), key=lambda p: (p["partition"], p["seq"]))
         infos = [PartInfo(p["path"], p["items"], p["bytes"], p["raw_bytes"], p["sha256"]) for p in ordered]
