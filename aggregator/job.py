@@ -76,7 +76,7 @@ class _Split:
     def write_quarantine(self, path: Path) -> None:
         if self.quarantined:
             bad = self.df.where(F.col(REASON).isNotNull())
-            bad.select(*self.ts.quarantine_columns(), F.col(REASON).alias("reason")).coalesce(1) \
+            bad.select(*self.ts.quarantine_columns(), F.col(REASON).alias("reason")).repartition(1) \
                 .write.mode("overwrite").parquet(str(path))
 
     def release(self) -> None:

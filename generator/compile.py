@@ -50,6 +50,7 @@ MATCHES = "_matches"
 _COMPARE: dict[str, Callable[[Column, Column], Column]] = {
     "eq": operator.eq, "lt": operator.lt, "lte": operator.le, "gt": operator.gt, "gte": operator.ge,
 }
+WORD_BITS = 16  # clauses packed into each long column handed to the Arrow UDF
 # An `in` list up to this long is split into `eq` clauses, so that `brand in [A, B]` and
 # `brand in [B, C]` share the `brand eq B` work; longer lists stay one hash-set lookup.
 _SPLIT_IN_UP_TO = 8
@@ -321,6 +322,11 @@ def add_membership(df: DataFrame, definitions: Sequence[Definition], as_of: date
     sub-expression once. So the code Spark generates and compiles grows with the distinct
     clauses, not with the definitions (1,000 definitions as Spark expressions took longer to
     compile with Janino than to run, and ran several times slower than this).
+
+    With many distinct clauses, run Spark with ``spark.sql.codegen.hugeMethodLimit=8000``:
+    one whole-stage method evaluating them all is then too big for HotSpot to JIT-compile
+    and runs interpreted (3x slower at 115 clauses), while past the limit Spark gives each
+    column its own method. benchmarks/predicates.py measures both.
     """
     segments = dict(all_segments) if all_segments is not None else {
         d.id: d for d in definitions if d.kind == "segment"}
@@ -335,7 +341,7 @@ def add_membership(df: DataFrame, definitions: Sequence[Definition], as_of: date
         matches = F.array(*constant).cast(T.ArrayType(T.IntegerType())) if constant else _empty()
         return df.select(*originals, matches.alias(MATCHES))
     compiler = Compiler(df.schema, as_of, segments)
-    words = _pack([compiler.compile(atom) for atom in atoms], _builder(df))
+    words = _pack([compiler.compile(atom) for atom in atoms])
     program = Program.build(trees, atoms)
     with warnings.catch_warnings():  # "prefer type hints": a Program instance has none to give
         warnings.simplefilter("ignore", UserWarning)
@@ -343,12 +349,17 @@ def add_membership(df: DataFrame, definitions: Sequence[Definition], as_of: date
     return df.select(*originals, membership(*words).alias(MATCHES))
 
 
-def _pack(columns: list[Column], build: _Builder) -> list[Column]:
-    """Boolean columns as bits of ``long`` words: bit b of word w is column 64 * w + b."""
+def _pack(columns: list[Column]) -> list[Column]:
+    """Boolean columns as bits of ``long`` words: bit b of word w is column WORD_BITS * w + b.
+
+    Words are kept short so each is a small expression: when Spark falls back from one
+    huge whole-stage method (see ``spark.sql.codegen.hugeMethodLimit``), each output column
+    becomes its own method, small enough for the JVM to compile.
+    """
     words = []
-    for start in range(0, len(columns), 64):
-        bits = [build.bit(c, b) for b, c in enumerate(columns[start:start + 64])]
-        words.append(build.wrap(reduce(build.bit_or, bits)).alias(f"_fg_w{start // 64}"))
+    for start in range(0, len(columns), WORD_BITS):
+        bits = [F.shiftleft(c.cast("long"), b) for b, c in enumerate(columns[start:start + WORD_BITS])]
+        words.append(reduce(lambda a, b: a.bitwiseOR(b), bits).alias(f"_fg_w{start // WORD_BITS}"))
     return words
 
 
@@ -390,7 +401,7 @@ class Program:
     def evaluate(self, words: Sequence) -> Any:
         """Packed row bitsets: (definitions, ceil(rows / 64)) uint64, bit r of word w = row 64 * w + r.
 
-        ``words`` are the UDF's inputs as numpy int64 arrays (one per 64 clauses). Rows are
+        ``words`` are the UDF's inputs as numpy int64 arrays (one per WORD_BITS clauses). Rows are
         transposed into bitsets first, so every and/or/not works on 64 rows per machine word.
         """
         import numpy as np
@@ -407,7 +418,7 @@ class Program:
         values: list = []
         for op, arg in self.instructions:
             if op == "atom":
-                values.append(clauses[arg])
+                values.append(clauses[(arg // WORD_BITS) * 64 + arg % WORD_BITS])
             elif op == "and":
                 values.append(reduce(np.bitwise_and, (values[a] for a in arg)))
             elif op == "or":
@@ -460,43 +471,3 @@ def _bit_tables():
 
 
 _POPCOUNT, _BIT_START, _BIT_POSITIONS = _bit_tables()
-
-
-class _Builder:
-    """The few Column operations packing needs (PySpark's Column API)."""
-
-    def bit(self, column: Column, bit: int):
-        return F.shiftleft(column.cast("long"), bit)
-
-    def bit_or(self, a, b):
-        return a.bitwiseOR(b)
-
-    def wrap(self, column) -> Column:
-        return column
-
-
-class _JvmBuilder(_Builder):
-    """The same operations on the JVM's Column objects: one round trip each.
-
-    PySpark's wrappers record the Python call site for error messages, which costs about
-    fourteen JVM round trips per operation; this is the one place with thousands of them.
-    """
-
-    def __init__(self, jvm) -> None:
-        self._shiftleft = jvm.org.apache.spark.sql.functions.shiftleft
-
-    def bit(self, column: Column, bit: int):
-        return self._shiftleft(column._jc.cast("long"), bit)
-
-    def bit_or(self, a, b):
-        return a.bitwiseOR(b)
-
-    def wrap(self, column) -> Column:
-        from pyspark.sql.classic.column import Column as ClassicColumn
-
-        return ClassicColumn(column)
-
-
-def _builder(df: DataFrame) -> _Builder:
-    jvm = getattr(df.sparkSession, "_jvm", None)  # None under Spark Connect
-    return _JvmBuilder(jvm) if jvm is not None else _Builder()

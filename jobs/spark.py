@@ -51,6 +51,9 @@ def spark_session(spark_conf: dict[str, Any] | None = None, master: str | None =
         .config("spark.ui.enabled", "false")
         .config("spark.ui.showConsoleProgress", "false")
         .config("spark.sql.adaptive.enabled", "true")
+        # Let HotSpot JIT-compile generated code: one method per projected column instead of a
+        # huge fused method that the JVM interprets (thousands of predicate clauses).
+        .config("spark.sql.codegen.hugeMethodLimit", "8000")
         .config("spark.sql.autoBroadcastJoinThreshold", str(conf.get("broadcast_threshold", 64 << 20)))
         .config("spark.sql.parquet.compression.codec", "zstd")
         .config("spark.driver.extraJavaOptions", "-Dlog4j2.level=error")

@@ -140,9 +140,9 @@ predicates = st.recursive(leaves, lambda inner: st.one_of(
 ), max_leaves=6)
 
 
-@settings(max_examples=12, deadline=None, derandomize=True,
+@settings(max_examples=8, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture, HealthCheck.data_too_large])
-@given(data=st.lists(rows, min_size=1, max_size=12), trees=st.lists(predicates, min_size=1, max_size=40))
+@given(data=st.lists(rows, min_size=1, max_size=12), trees=st.lists(predicates, min_size=1, max_size=30))
 def test_random_predicates_select_the_same_rows_in_spark_and_reference(spark, data, trees):
     full = [{f.name: None for f in SCHEMA.fields} | row | {"id": f"r{i}"} for i, row in enumerate(data)]
     definitions = [Definition(id=f"p{i}", kind="segment", entity="customer", where=tree) for i, tree in enumerate(trees)]
