@@ -15,7 +15,7 @@ from feedgen.jobs.errors import BadInput, FeedgenError
 from feedgen.jobs.runs import read_run
 
 THRESHOLD_KEYS = ("enabled", "max_count_change", "max_share_removed", "max_share_changed",
-                  "allow_empty", "max_null_rate", "refresh_after")
+                  "allow_empty", "max_null_rate", "min_base_items", "refresh_after")
 
 
 def thresholds_for(config: Any, definition_id: str, overrides: dict[str, Any] | None = None,
@@ -31,6 +31,9 @@ def thresholds_for(config: Any, definition_id: str, overrides: dict[str, Any] | 
                                        or value < 0):
             raise BadInput(f"{label}definition {definition_id!r} gates.{key}: {value!r} is not a "
                            "share; use a number like 0.2 (20%)")
+        if key == "min_base_items" and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+            raise BadInput(f"{label}definition {definition_id!r} gates.{key}: {value!r} is not a "
+                           "count; use a whole number like 50")
         if key in ("enabled", "allow_empty") and not isinstance(value, bool):
             raise BadInput(f"{label}definition {definition_id!r} gates.{key}: use true or false")
         merged[key] = value
@@ -60,7 +63,9 @@ def evaluate_definition(definition_id: str, stats: dict[str, Any], delta: dict[s
         if not thresholds.get("allow_empty", False):
             breaches.append(_breach(definition_id, "empty_output", 0, "allow_empty: false",
                                     samples.get("remove") or samples.get("leave")))
-    if base > 0:
+    # Shares of a handful of items are noise (3 → 5 customers is +67%): the count and share
+    # gates judge only definitions that had at least min_base_items last time.
+    if base > 0 and base >= int(thresholds.get("min_base_items") or 0):
         change = abs(items - base) / base
         metrics["count_change"] = round(change, 6)
         limit = thresholds.get("max_count_change")

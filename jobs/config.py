@@ -48,6 +48,7 @@ DEFAULTS: dict[str, Any] = {
         "max_share_changed": 0.3,  # updated / previous items
         "allow_empty": False,  # an empty output after a non-empty one
         "max_null_rate": 0.05,  # share of items missing a required field
+        "min_base_items": 50,  # count and share gates only judge definitions that had this many
         "refresh_after": "28d",  # resend unchanged items last sent this long ago
     },
     "publish": {"store": None, "retention": 5, "s3_endpoint": None},

@@ -92,7 +92,17 @@ def test_check_run_holds_the_run_and_reports_against_the_last_published_run(tmp_
     assert {(b["definition_id"], b["metric"]) for b in report["breaches"]} == {
         ("a", "count_change"), ("a", "share_removed")}
     assert report["first_run"] == ["c"]
-    assert report["metrics"]["b"]["count_change"] == 0
+    assert "count_change" not in report["metrics"]["b"]  # 10 items last time: below min_base_items
+
+
+def test_small_definitions_are_not_held_for_noise_unless_min_base_items_says_so(tmp_path):
+    config = load_config(root=str(tmp_path))
+    stats, base = {"items": 5}, {"items": 3}
+    _, breaches = evaluate_definition("tiny", stats, None, base, thresholds_for(config, "tiny"))
+    assert breaches == []
+    strict = thresholds_for(config, "tiny", {"min_base_items": 0})
+    _, breaches = evaluate_definition("tiny", stats, None, base, strict)
+    assert [b["metric"] for b in breaches] == ["count_change"]
 
 
 def test_refresh_after_comes_from_the_definition_else_the_config(tmp_path):
