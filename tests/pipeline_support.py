@@ -84,6 +84,8 @@ def published_docs(root: Path) -> dict[str, tuple[str, list[str]]]:
     out = {}
     for pointer_file in sorted((root / "current").glob("*.json")):
         pointer = json.loads(pointer_file.read_text())
+        if pointer.get("kind") == "membership":
+            continue  # the lookup index, not a document
         folder = root / Path(pointer["manifest"]).parent
         manifest = read_manifest(folder)
         header, items = doc_items(assemble(folder), manifest["format"])
