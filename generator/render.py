@@ -34,6 +34,8 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
 from feedgen.generator import audience as A
 from feedgen.generator.registry import AUDIENCE_EXPORTS, FEED_TEMPLATES, TEMPLATE_ENTITY
 from feedgen.generator.xmlsafe import (
@@ -45,7 +47,6 @@ from feedgen.generator.xmlsafe import (
 )
 from feedgen.jobs.errors import BadInput
 from feedgen.jobs.paths import TEMPLATES_DIR
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 __all__ = ["MAX_FILE_BYTES", "RenderResult", "Renderer", "get_renderer", "render_count",
            "render_options", "renderer_key"]

@@ -4,6 +4,7 @@ import csv
 import io
 
 import pytest
+
 from feedgen.generator import audience as A
 from feedgen.generator.render import get_renderer
 

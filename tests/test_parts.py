@@ -5,6 +5,8 @@ import hashlib
 import json
 
 import pytest
+from lxml import etree
+
 from feedgen.generator.parts import (
     assemble,
     gzip_member,
@@ -14,7 +16,6 @@ from feedgen.generator.parts import (
     write_part,
 )
 from feedgen.jobs.errors import FeedgenError
-from lxml import etree
 
 HEADER = '<?xml version="1.0" encoding="UTF-8"?>\n<rss version="2.0"><channel>\n'
 FOOTER = "</channel></rss>\n"

@@ -6,10 +6,11 @@ import pickle
 from decimal import Decimal
 
 import pytest
+from lxml import etree
+
 from feedgen.generator.parts import assemble, part_name, write_manifest, write_part
 from feedgen.generator.render import get_renderer, render_count, renderer_key
 from feedgen.jobs.errors import BadInput
-from lxml import etree
 
 G = "{http://base.google.com/ns/1.0}"
 CTX = {"definition_id": "google-pl", "title": "Shop PL", "link": "https://shop.example.com",

@@ -7,12 +7,13 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from feedgen.generator.parts import assemble, part_name, write_manifest, write_part
-from feedgen.generator.render import get_renderer
-from feedgen.generator.xmlsafe import text_clean, xml_clean
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from lxml import etree
+
+from feedgen.generator.parts import assemble, part_name, write_manifest, write_part
+from feedgen.generator.render import get_renderer
+from feedgen.generator.xmlsafe import text_clean, xml_clean
 
 USER_TEMPLATES = Path(__file__).parent / "fixtures" / "render" / "user_templates"
 

@@ -3,9 +3,10 @@ from __future__ import annotations
 import datetime as dt
 from decimal import Decimal
 
+from lxml import etree
+
 from feedgen.aggregator.schemas import CUSTOMER_AGGREGATE_SCHEMA, OFFER_AGGREGATE_SCHEMA
 from feedgen.generator.render import get_renderer
-from lxml import etree
 
 G = "{http://base.google.com/ns/1.0}"
 
