@@ -13,7 +13,7 @@ from feedgen.jobs.errors import BadInput, RunFailed
 from feedgen.jobs.lifecycle import release_run
 from feedgen.jobs.publish import publish_run
 from feedgen.jobs.runs import read_run
-from tests.snapshot_helpers import apply_events, consume, events_of, generate_run
+from tests.snapshot_helpers import SMALL_DATA_GATES, apply_events, consume, events_of, generate_run
 from tests.support import TansuBroker
 
 DAY1, DAY2 = "2026-11-01T03:00:00Z", "2026-11-02T03:00:00Z"
@@ -72,7 +72,7 @@ def test_kafka_events_replay_run_n_minus_1_into_run_n(spark, tmp_path, kafka_boo
 
 
 def test_a_held_run_sends_nothing(spark, tmp_path):
-    config = load_config(root=str(tmp_path), environ={})
+    config = load_config(root=str(tmp_path), environ=SMALL_DATA_GATES)
     generate_run(spark, config, "r1", DAY1, {"google-pl": OFFERS})
     release_run(config, "r1")
     generate_run(spark, config, "r2", DAY2, {"google-pl": dict(list(OFFERS.items())[:5])})
@@ -115,7 +115,7 @@ def test_broker_down_leaves_the_run_published_and_emit_later_sends_the_same_ids(
 
 def test_a_definition_without_event_delivery_is_diffed_but_sends_nothing(spark, tmp_path):
     from feedgen.generator.snapshots import snapshot_and_diff
-    from tests.snapshot_helpers import items_frame, write_feed_run
+    from tests.snapshot_helpers import SMALL_DATA_GATES, items_frame, write_feed_run
 
     config = load_config(root=str(tmp_path), environ={})
     write_feed_run(tmp_path, "r1", DAY1, {"files-only": {"o1": {"price": 1}}, "google-pl": {"o1": {"price": 1}}})

@@ -13,7 +13,7 @@ from feedgen.jobs.errors import BadInput
 from feedgen.jobs.lifecycle import approve_run, release_run
 from feedgen.jobs.publish import publish_run, read_pointer, serving_store
 from feedgen.jobs.runs import read_run
-from tests.snapshot_helpers import consume, events_of, generate_run, write_feed_run
+from tests.snapshot_helpers import SMALL_DATA_GATES, consume, events_of, generate_run, write_feed_run
 
 DAY1, DAY2, DAY3 = "2026-11-01T03:00:00Z", "2026-11-02T03:00:00Z", "2026-11-03T03:00:00Z"
 
@@ -89,7 +89,8 @@ def test_garbage_data_is_held_until_approved(spark, tmp_path, s3_endpoint, kafka
     s3 = _bucket(s3_endpoint, "serve-garbage")
     config = load_config(root=str(tmp_path), environ={
         "FEEDGEN__PUBLISH__STORE": "s3://serve-garbage", "FEEDGEN__PUBLISH__S3_ENDPOINT": s3_endpoint,
-        "FEEDGEN__KAFKA__BOOTSTRAP": kafka_bootstrap, "FEEDGEN__KAFKA__TOPIC": "garbage"})
+        "FEEDGEN__KAFKA__BOOTSTRAP": kafka_bootstrap, "FEEDGEN__KAFKA__TOPIC": "garbage",
+        **SMALL_DATA_GATES})
     offers = {f"o{i:02d}": {"price": 10 + i, "title": f"offer {i}"} for i in range(20)}
     generate_run(spark, config, "r1", DAY1, {"google-pl": offers})
     assert release_run(config, "r1")["status"] == "emitted"
@@ -116,7 +117,7 @@ def test_garbage_data_is_held_until_approved(spark, tmp_path, s3_endpoint, kafka
 
 
 def test_reject_discards_a_held_run_and_approve_refuses_a_stale_one(spark, tmp_path):
-    config = load_config(root=str(tmp_path), environ={})
+    config = load_config(root=str(tmp_path), environ=SMALL_DATA_GATES)
     offers = {f"o{i}": {"price": i} for i in range(10)}
     generate_run(spark, config, "r1", DAY1, {"d": offers})
     release_run(config, "r1")
