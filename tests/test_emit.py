@@ -115,7 +115,7 @@ def test_broker_down_leaves_the_run_published_and_emit_later_sends_the_same_ids(
 
 def test_a_definition_without_event_delivery_is_diffed_but_sends_nothing(spark, tmp_path):
     from feedgen.generator.snapshots import snapshot_and_diff
-    from tests.snapshot_helpers import SMALL_DATA_GATES, items_frame, write_feed_run
+    from tests.snapshot_helpers import items_frame, write_feed_run
 
     config = load_config(root=str(tmp_path), environ={})
     write_feed_run(tmp_path, "r1", DAY1, {"files-only": {"o1": {"price": 1}}, "google-pl": {"o1": {"price": 1}}})

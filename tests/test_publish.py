@@ -13,7 +13,13 @@ from feedgen.jobs.errors import BadInput
 from feedgen.jobs.lifecycle import approve_run, release_run
 from feedgen.jobs.publish import publish_run, read_pointer, serving_store
 from feedgen.jobs.runs import read_run
-from tests.snapshot_helpers import SMALL_DATA_GATES, consume, events_of, generate_run, write_feed_run
+from tests.snapshot_helpers import (
+    SMALL_DATA_GATES,
+    consume,
+    events_of,
+    generate_run,
+    write_feed_run,
+)
 
 DAY1, DAY2, DAY3 = "2026-11-01T03:00:00Z", "2026-11-02T03:00:00Z", "2026-11-03T03:00:00Z"
 
