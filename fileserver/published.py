@@ -53,13 +53,30 @@ class Document:
 
 
 class ManifestCache:
-    """Parsed manifests by store key; safe because a run folder never changes."""
+    """Parsed manifests by store key; safe because a run folder never changes.
+
+    It also keeps the last ``Document`` built for each (id, kind, file) with the pointer
+    bytes it came from: the same pointer always names the same immutable run folder, so a
+    request that reads an unchanged pointer skips parsing it and the manifest again.
+    """
 
     def __init__(self, store: Store, capacity: int = 512) -> None:
         self.store = store
         self.capacity = capacity
         self._items: OrderedDict[str, dict] = OrderedDict()
+        self._documents: OrderedDict[tuple[str, str, int], tuple[bytes, Document]] = OrderedDict()
         self._lock = threading.Lock()
+
+    def document(self, where: tuple[str, str, int], pointer: bytes) -> Document | None:
+        found = self._documents.get(where)
+        return found[1] if found is not None and found[0] == pointer else None
+
+    def remember(self, where: tuple[str, str, int], pointer: bytes, doc: Document) -> None:
+        with self._lock:
+            self._documents[where] = (pointer, doc)
+            self._documents.move_to_end(where)
+            while len(self._documents) > 4 * self.capacity:
+                self._documents.popitem(last=False)
 
     def get(self, key: str) -> dict:
         with self._lock:
@@ -96,12 +113,15 @@ def _parse_ts(text: str | None) -> datetime:
     return value.astimezone(UTC).replace(microsecond=0)
 
 
-def read_pointer(store: Store, definition_id: str) -> dict:
-    """The ``current/<id>.json`` pointer (``definition_id`` must already be validated)."""
+def _pointer_bytes(store: Store, definition_id: str) -> bytes:
     try:
-        pointer = json.loads(store.read_bytes(f"current/{definition_id}.json"))
+        return store.read_bytes(f"current/{definition_id}.json")
     except FileNotFoundError:
         raise NotPublished(definition_id) from None
+
+
+def _parse_pointer(data: bytes, definition_id: str) -> dict:
+    pointer = json.loads(data)
     if not isinstance(pointer, dict) or pointer.get("definition_id") != definition_id:
         raise NotPublished(definition_id)
     return pointer
@@ -110,7 +130,19 @@ def read_pointer(store: Store, definition_id: str) -> dict:
 def resolve(store: Store, manifests: ManifestCache, definition_id: str, kind: str,
             file_index: int) -> Document:
     """The document ``file_index`` of the run currently published for ``definition_id``."""
-    pointer = read_pointer(store, definition_id)
+    raw = _pointer_bytes(store, definition_id)
+    where = (definition_id, kind, file_index)
+    doc = manifests.document(where, raw)
+    if doc is not None:
+        return doc
+    doc = _build_document(store, manifests, _parse_pointer(raw, definition_id), definition_id, kind,
+                          file_index)
+    manifests.remember(where, raw, doc)
+    return doc
+
+
+def _build_document(store: Store, manifests: ManifestCache, pointer: dict, definition_id: str,
+                    kind: str, file_index: int) -> Document:
     if pointer.get("kind", kind) != kind:
         raise NotPublished(definition_id)
     manifest_key = str(pointer["manifest"])

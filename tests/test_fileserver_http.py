@@ -120,6 +120,39 @@ def test_etag_and_last_modified_revalidate_to_304(live, feed_a, config):
     assert b"of B" in changed.content and changed.headers["ETag"] != etag
 
 
+def test_revalidation_is_answered_304_only_to_authorised_requests_with_the_200s_validators(live, feed_a,
+                                                                                       config):
+    url = live.url("/feeds/feed-a.xml.gz")
+    whole = requests.head(url, headers=BEARER_A)
+    etag = whole.headers["ETag"]
+    unchanged = requests.get(url, headers={**BEARER_A, "If-None-Match": etag})
+    assert (unchanged.status_code, unchanged.content) == (304, b"")
+    for name in ("ETag", "Cache-Control", "X-Feedgen-Run", "Accept-Ranges", "Content-Disposition"):
+        assert unchanged.headers[name] == whole.headers[name], name
+    # any credential form, a weak tag among others, HEAD: all revalidate
+    listed = {"If-None-Match": f'"other", W/{etag}'}
+    assert requests.get(url, params={"token": TOKENS["feed-a"]}, headers=listed).status_code == 304
+    assert requests.get(url, auth=("merchant-center", TOKENS["feed-a"]), headers=listed).status_code == 304
+    assert requests.head(url, headers={**BEARER_A, "If-None-Match": etag}).status_code == 304
+    # a validator never gets past the credentials: no token 401, a wrong one 404 like an unknown id
+    assert requests.get(url, headers={"If-None-Match": etag}).status_code == 401
+    assert requests.get(url, headers={"Authorization": "Bearer nope", "If-None-Match": etag}).status_code == 404
+    assert requests.get(live.url("/feeds/feed-b.xml.gz"),
+                        headers={**BEARER_A, "If-None-Match": etag}).status_code == 404
+    assert requests.get(url, params={"file": "1"}, headers={**BEARER_A, "If-None-Match": etag}).status_code == 404
+    assert requests.get(live.url("/feeds/feed-a.csv.gz"),
+                        headers={**BEARER_A, "If-None-Match": etag}).status_code == 404
+    # exports revalidate too
+    publish_definition(config, RUN_A, "seg-a", ["c1\n"], kind="segment", fmt="csv", header="", footer="")
+    bearer = {"Authorization": f"Bearer {TOKENS['seg-a']}"}
+    export = requests.get(live.url("/segments/seg-a/export.gz"), headers=bearer)
+    assert requests.get(live.url("/segments/seg-a/export.gz"),
+                        headers={**bearer, "If-None-Match": export.headers["ETag"]}).status_code == 304
+    # every answer is counted, the fast ones included
+    metrics = requests.get(live.url("/metrics")).text
+    assert 'feedgen_http_requests_total{method="GET",route="feeds",status="304"} 3.0' in metrics
+
+
 def test_head_answers_headers_without_a_body(live, feed_a):
     r = requests.head(live.url("/feeds/feed-a.xml.gz"), headers=BEARER_A)
     assert r.status_code == 200
@@ -183,6 +216,8 @@ def test_public_definitions_need_no_token(config, feed_a):
     try:
         r = requests.get(server.url("/feeds/feed-a"), headers=IDENTITY)
         assert r.status_code == 200 and r.content == expected(feed_a)
+        again = requests.get(server.url("/feeds/feed-a"), headers={**IDENTITY, "If-None-Match": r.headers["ETag"]})
+        assert again.status_code == 304
     finally:
         server.stop()
 
