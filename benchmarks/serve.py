@@ -11,7 +11,8 @@ Builds a feed of about 100 MB of gzip members (10 MB with --small) with
    made by a separate client process;
 2. 304 revalidation latency (If-None-Match) with 50 concurrent keep-alive clients in a
    separate process, each revalidating at a steady rate (``--rate`` per client per
-   second), and the same load against nginx for reference; then the same 50 clients
+   second), and the same load against nginx and against gunicorn running a no-op app
+   that only answers 304 (the floor of any gunicorn-served answer); then the same 50 clients
    closed-loop (each sends its next request as soon as the answer arrives) to show the
    saturation throughput.
 
@@ -279,6 +280,26 @@ def start_feedgen(tmp: Path, root: Path, port: int, workers: int, threads: int) 
     return proc
 
 
+_NOOP_APP = """def app(environ, start_response):
+    start_response("304 NOT MODIFIED", [("ETag", '"floor"'), ("Cache-Control", "private, no-cache")])
+    return []
+"""
+
+
+def start_gunicorn_noop(tmp: Path, port: int, workers: int, threads: int) -> subprocess.Popen:
+    """The floor: gunicorn, as ``feedgen serve`` runs it, with an app that only answers 304."""
+    folder = tmp / "noop"
+    folder.mkdir()
+    (folder / "noop_app.py").write_text(_NOOP_APP)
+    exe = Path(sys.executable).parent / "gunicorn"
+    proc = subprocess.Popen([str(exe), "--workers", str(workers), "--threads", str(threads),
+                             "--worker-class", "gthread", "--bind", f"127.0.0.1:{port}",
+                             "--chdir", str(folder), "--log-level", "warning", "noop_app:app"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _wait_for_port(port)
+    return proc
+
+
 def start_nginx(tmp: Path, static: Path, port: int, workers: int) -> subprocess.Popen:
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
     if not Path(nginx).exists():
@@ -377,9 +398,10 @@ def main() -> None:
         print(f"feed: {items} items, {(static / f'{FEED_ID}.xml.gz').stat().st_size / 1e6:.1f} MB gzip "
               f"in {len(list(folder.glob('part-*')))} parts (built in {time.perf_counter() - t0:.1f}s)")
 
-        fg_port, ng_port = _free_port(), _free_port()
+        fg_port, ng_port, noop_port = _free_port(), _free_port(), _free_port()
         procs.append(start_feedgen(tmp, root, fg_port, args.workers, args.threads))
         procs.append(start_nginx(tmp, static, ng_port, args.nginx_workers))
+        procs.append(start_gunicorn_noop(tmp, noop_port, args.workers, args.threads))
         auth = {"Authorization": f"Bearer {TOKEN}"}
         fg_url = f"http://127.0.0.1:{fg_port}/feeds/{FEED_ID}.xml.gz"
         ng_url = f"http://127.0.0.1:{ng_port}/{FEED_ID}.xml.gz"
@@ -405,6 +427,9 @@ def main() -> None:
                                    clients=args.clients, seconds=seconds, rate=args.rate),
             "nginx": _run_client("revalidate", url=ng_url, headers={"If-None-Match": ng_tag},
                                  clients=args.clients, seconds=seconds, rate=args.rate),
+            "gunicorn no-op app": _run_client("revalidate", url=f"http://127.0.0.1:{noop_port}/feeds/x",
+                                              headers={"If-None-Match": '"floor"'},
+                                              clients=args.clients, seconds=seconds, rate=args.rate),
         }
         closed = _run_client("revalidate", url=fg_url, headers={**auth, "If-None-Match": fg_tag},
                              clients=args.clients, seconds=seconds / 2, rate=0)
@@ -431,11 +456,14 @@ def main() -> None:
               f"{identity['bytes'] / identity['seconds'] / 1e6:.0f} MB/s of XML)")
         print(f"\n304 revalidation (If-None-Match), {args.clients} keep-alive clients in a separate process")
         for name, res in paced.items():
-            print(f"  {name:8s} paced {args.rate:g}/s per client: {res['count'] / res['seconds']:6.0f} req/s  "
+            print(f"  {name:18s} paced {args.rate:g}/s per client: {res['count'] / res['seconds']:6.0f} req/s  "
                   f"p50 {res['p50_ms']:6.2f} ms  p99 {res['p99_ms']:6.2f} ms  max {res['max_ms']:6.1f} ms")
-        fg = paced["feedgen"]
+        fg, floor = paced["feedgen"], paced["gunicorn no-op app"]
         print(f"  ratio p99 feedgen/nginx {fg['p99_ms'] / paced['nginx']['p99_ms']:6.1f}   "
+              f"feedgen/gunicorn no-op {fg['p99_ms'] / floor['p99_ms']:4.2f}   "
               f"target p99 < 5 ms: {'MET' if fg['p99_ms'] < 5 else 'MISSED'}")
+        print("  (the no-op app is gunicorn with the same workers and threads answering 304 without any "
+              "work: the floor feedgen's 304s stand on)")
         for name, res in single.items():
             print(f"  {name:8s} one client, back to back:  p50 {res['p50_ms']:6.2f} ms  p99 {res['p99_ms']:6.2f} ms "
                   f"({res['count'] / res['seconds']:.0f} req/s)")

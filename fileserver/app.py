@@ -270,6 +270,10 @@ class _Revalidation:
         self.store = store
         self.manifests = manifests
         self.tokens = tokens
+        # Accept-Encoding header → gzip acceptable (fetchers send the same few headers), and
+        # the last 304 headers per (document, representation); both bounded.
+        self._gzip_ok: dict[str | None, bool] = {}
+        self._answers: dict[tuple, tuple[Document, str, datetime, list[tuple[str, str]]]] = {}
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
         if ((environ.get("HTTP_IF_NONE_MATCH") is not None or environ.get("HTTP_IF_MODIFIED_SINCE"))
@@ -295,7 +299,8 @@ class _Revalidation:
                 return None
         else:
             return None
-        query = dict(parse_qsl(environ.get("QUERY_STRING", ""), keep_blank_values=True))
+        query_string = environ.get("QUERY_STRING")
+        query = dict(parse_qsl(query_string, keep_blank_values=True)) if query_string else {}
         token = request_token(environ.get("HTTP_AUTHORIZATION"), query.get("token"))
         index_text = query.get("file", "0")
         if not _FILE_INDEX.match(index_text) or not self.tokens.opens(definition_id, token):
@@ -306,13 +311,26 @@ class _Revalidation:
             return None
         if fmt is not None and fmt != doc.fmt:
             return None
-        accepts_gzip = parse_accept_header(environ.get("HTTP_ACCEPT_ENCODING")).quality("gzip") > 0
-        _rep, _length, _ctype, etag, headers = representation(doc, gz_url, accepts_gzip)
+        accept = environ.get("HTTP_ACCEPT_ENCODING")
+        accepts_gzip = self._gzip_ok.get(accept)
+        if accepts_gzip is None:
+            accepts_gzip = parse_accept_header(accept).quality("gzip") > 0
+            if len(self._gzip_ok) < 256:
+                self._gzip_ok[accept] = accepts_gzip
+        where = (definition_id, kind, doc.file_index, gz_url, accepts_gzip)
+        known = self._answers.get(where)
+        if known is None or known[0] is not doc:
+            _rep, _length, _ctype, etag, headers = representation(doc, gz_url, accepts_gzip)
+            answer = list(headers.items())
+            remove_entity_headers(answer)  # as werkzeug does for Flask's own 304s
+            known = (doc, etag, doc.published_at, answer)
+            if len(self._answers) >= 4096:
+                self._answers.clear()
+            self._answers[where] = known
+        _doc, etag, published_at, answer = known
         if not not_modified(environ.get("HTTP_IF_NONE_MATCH"), environ.get("HTTP_IF_MODIFIED_SINCE"),
-                            etag, doc.published_at):
+                            etag, published_at):
             return None
-        answer = list(headers.items())
-        remove_entity_headers(answer)  # as werkzeug does for Flask's own 304s
         return answer
 
 

@@ -83,6 +83,18 @@ class Metrics:
         if not self.multiprocess:
             self.registry.register(self.ages)
 
+        self._children: dict[tuple[str, str, str], tuple[Any, Any, Any]] = {}
+
+    def children(self, route: str, method: str, status: str) -> tuple[Any, Any, Any]:
+        """The labelled request counter, byte counter and latency histogram (looked up once)."""
+        found = self._children.get((route, method, status))
+        if found is None:
+            found = (self.requests.labels(route, method, status), self.bytes.labels(route),
+                     self.latency.labels(route))
+            if len(self._children) < 1024:  # bounded: methods and statuses come from clients
+                self._children[(route, method, status)] = found
+        return found
+
     def render(self) -> tuple[bytes, str]:
         if self.multiprocess:
             from prometheus_client import multiprocess
@@ -133,7 +145,8 @@ class _Counted:
             if close:
                 close()
         finally:
-            m = self.metrics
-            m.requests.labels(self.route, self.method, self.status[0] if self.status else "500").inc()
-            m.bytes.labels(self.route).inc(self.sent)
-            m.latency.labels(self.route).observe(time.perf_counter() - self.started)
+            requests, sent, latency = self.metrics.children(
+                self.route, self.method, self.status[0] if self.status else "500")
+            requests.inc()
+            sent.inc(self.sent)
+            latency.observe(time.perf_counter() - self.started)

@@ -8,6 +8,7 @@ Manifests are immutable too, so they are cached by key.
 from __future__ import annotations
 
 import json
+import os
 import re
 import threading
 import zlib
@@ -15,8 +16,9 @@ from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
-from feedgen.jobs.store import Store
+from feedgen.jobs.store import LocalStore, Store
 
 __all__ = ["Document", "ManifestCache", "Member", "gzip_stream", "identity_stream", "resolve"]
 
@@ -55,23 +57,25 @@ class Document:
 class ManifestCache:
     """Parsed manifests by store key; safe because a run folder never changes.
 
-    It also keeps the last ``Document`` built for each (id, kind, file) with the pointer
-    bytes it came from: the same pointer always names the same immutable run folder, so a
-    request that reads an unchanged pointer skips parsing it and the manifest again.
+    It also keeps the last ``Document`` built for each (id, kind, file) with the pointer it
+    came from (its bytes; on a local store its inode, mtime and size, since the publisher
+    replaces a pointer by renaming a new file over it): the same pointer always names the
+    same immutable run folder, so a request that finds the pointer unchanged skips reading
+    and parsing it and the manifest again.
     """
 
     def __init__(self, store: Store, capacity: int = 512) -> None:
         self.store = store
         self.capacity = capacity
         self._items: OrderedDict[str, dict] = OrderedDict()
-        self._documents: OrderedDict[tuple[str, str, int], tuple[bytes, Document]] = OrderedDict()
+        self._documents: OrderedDict[tuple[str, str, int], tuple[Any, Document]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def document(self, where: tuple[str, str, int], pointer: bytes) -> Document | None:
+    def document(self, where: tuple[str, str, int], pointer: Any) -> Document | None:
         found = self._documents.get(where)
         return found[1] if found is not None and found[0] == pointer else None
 
-    def remember(self, where: tuple[str, str, int], pointer: bytes, doc: Document) -> None:
+    def remember(self, where: tuple[str, str, int], pointer: Any, doc: Document) -> None:
         with self._lock:
             self._documents[where] = (pointer, doc)
             self._documents.move_to_end(where)
@@ -130,14 +134,27 @@ def _parse_pointer(data: bytes, definition_id: str) -> dict:
 def resolve(store: Store, manifests: ManifestCache, definition_id: str, kind: str,
             file_index: int) -> Document:
     """The document ``file_index`` of the run currently published for ``definition_id``."""
-    raw = _pointer_bytes(store, definition_id)
     where = (definition_id, kind, file_index)
-    doc = manifests.document(where, raw)
-    if doc is not None:
-        return doc
+    if isinstance(store, LocalStore):
+        try:
+            st = os.stat(os.path.join(store.uri, "current", f"{definition_id}.json"))
+        except FileNotFoundError:
+            raise NotPublished(definition_id) from None
+        signature: Any = (st.st_ino, st.st_mtime_ns, st.st_size)
+        doc = manifests.document(where, signature)
+        if doc is not None:
+            return doc
+        raw = _pointer_bytes(store, definition_id)
+    else:
+        signature = raw = _pointer_bytes(store, definition_id)
+        doc = manifests.document(where, signature)
+        if doc is not None:
+            return doc
     doc = _build_document(store, manifests, _parse_pointer(raw, definition_id), definition_id, kind,
                           file_index)
-    manifests.remember(where, raw, doc)
+    # (a pointer replaced between the stat and the read is cached under the old signature,
+    # which no later stat returns: the next request builds the document again)
+    manifests.remember(where, signature, doc)
     return doc
 
 
