@@ -154,9 +154,10 @@ def _render_texts(template: str):
 def old_design_feed(spark, df, definition, out: Path) -> None:
     """One feed the old way: filter, render, write (its own Spark job)."""
     from feedgen.generator.compile import compile_predicate
+    from feedgen.generator.generate import render_projection
     from feedgen.generator.render import get_renderer
 
-    cols = list(get_renderer(definition.template).input_columns)
+    cols = render_projection(df.schema, [get_renderer(definition.template)], "offer_id")
     matched = df.where(compile_predicate(definition.where, df.schema, AS_OF)).select(*cols)
     (matched.mapInArrow(_render_texts(definition.template), "value string")
      .write.mode("overwrite").option("compression", "gzip").text(str(out)))
@@ -166,9 +167,10 @@ def one_template_per_offer(spark, df):
     """Each offer rendered once, with the template its feed uses (the output of every F)."""
     from pyspark.sql import functions as F
 
+    from feedgen.generator.generate import render_projection
     from feedgen.generator.render import get_renderer
 
-    cols = list(get_renderer(TEMPLATES[0]).input_columns)
+    cols = render_projection(df.schema, [get_renderer(TEMPLATES[0])], "offer_id")
     # feed i uses TEMPLATES[i % 3]; with s % F == i, the template of seller s is (s % F) % 3.
     # For the floor it is enough that each offer is rendered by one of the 3 templates.
     pick = F.pmod(F.hash("offer_id"), F.lit(len(TEMPLATES)))

@@ -432,18 +432,55 @@ def apply_pick_one_per(df, definitions: Sequence[Definition], key: str):
     return out.drop("_k", "_drop")
 
 
-def _input_columns(df_columns: Sequence[str], targets: Sequence[Target], key: str,
-                   user_templates_dir: str | None) -> list[str]:
+def _input_columns(schema, targets: Sequence[Target], key: str,
+                   user_templates_dir: str | None) -> list:
     from feedgen.generator.render import get_renderer
 
-    wanted: dict[str, None] = {key: None}
-    for t in targets:
-        r = get_renderer(t.template, t.options, Path(user_templates_dir) if user_templates_dir else None)
-        if r.input_columns is None:
-            return list(df_columns)
-        wanted.update(dict.fromkeys(r.input_columns))
-        wanted.update(dict.fromkeys(f.split(".", 1)[0] for f in r.required_fields))
-    return [c for c in df_columns if c in wanted]
+    folder = Path(user_templates_dir) if user_templates_dir else None
+    return render_projection(schema, [get_renderer(t.template, t.options, folder) for t in targets], key)
+
+
+def render_projection(schema, renderers: Sequence[Any], key: str) -> list:
+    """The columns handed to ``renderers``: what they read, structs pruned to the fields they
+    read (``category.path`` ships ``category`` as a struct of ``path`` only); every column
+    when one of them is a user template."""
+    from pyspark.sql import functions as F
+    from pyspark.sql import types as T
+
+    from feedgen.generator.compile import MATCHES
+
+    wanted: dict[str, dict[str, None] | None] = {key: None}
+
+    def want(path: str) -> None:
+        top, _, sub = path.partition(".")
+        sub = sub.split(".", 1)[0]
+        if not sub:
+            wanted[top] = None
+        elif top not in wanted:
+            wanted[top] = {sub: None}
+        elif wanted[top] is not None:
+            wanted[top][sub] = None
+
+    if any(r.input_columns is None for r in renderers):
+        return [F.col(f"`{c.name}`") for c in schema.fields if c.name != MATCHES]
+    for r in renderers:
+        for path in r.input_columns:
+            want(path)
+        for f in r.required_fields:
+            want(f.split(".", 1)[0])
+    out = []
+    for column in schema.fields:
+        if column.name not in wanted or column.name == MATCHES:
+            continue
+        subs = wanted[column.name]
+        col = F.col(f"`{column.name}`")
+        struct = column.dataType
+        if subs is None or not isinstance(struct, T.StructType) or not set(subs) <= set(struct.fieldNames()):
+            out.append(col)
+            continue
+        pruned = F.struct(*[col.getField(f.name).alias(f.name) for f in struct.fields if f.name in subs])
+        out.append(F.when(col.isNull(), F.lit(None)).otherwise(pruned).alias(column.name))
+    return out
 
 
 def generate_entity(spark, aggregate_df, definitions: Sequence[Definition], *, entity: str,
@@ -477,8 +514,7 @@ def generate_entity(spark, aggregate_df, definitions: Sequence[Definition], *, e
         df = add_memberships(spark, aggregate_df, definitions, as_of, all_segments=all_segments)
         df = apply_pick_one_per(df, definitions, key)
         df = df.where(F.size(F.col(MATCHES)) > 0)
-        cols = _input_columns([c for c in df.columns if c != MATCHES], targets, key, user_templates_dir)
-        df = df.select(*[F.col(f"`{c}`") for c in cols], F.col(MATCHES))
+        df = df.select(*_input_columns(df.schema, targets, key, user_templates_dir), F.col(MATCHES))
         df.mapInArrow(_arrow_partitions(plan), ROW_SCHEMA).write.mode("overwrite").parquet(str(staging))
         rows = spark.read.parquet(str(staging)).where(F.col("kind").isin("part", "stat")).collect()
     else:

@@ -460,9 +460,11 @@ class _Builtin:
     input_columns: tuple[str, ...] | None = None
 
 
+# What the built-in offer renderers read: whole columns, or ``column.field`` when only
+# some fields of a struct are used (the generator ships only those to Python).
 _OFFER_COLUMNS = ("offer_id", "title", "description", "link", "image_link", "availability",
                   "stock", "price", "sale_price", "effective_price", "condition", "brand",
-                  "gtin", "mpn", "category", "product")
+                  "gtin", "mpn", "category.path", "product.name", "product.brand", "product.gtin")
 _CUSTOMER_COLUMNS = ("customer_id", "email", "phone", "first_name", "last_name", "country",
                      "city", "zip")
 _OFFER_REQUIRED = ("offer_id", "title", "link", "image_link", "price.amount",
@@ -524,8 +526,9 @@ class Renderer:
                                           ("customer_id",)))
         self.user = sandboxed
         self.max_file_bytes = MAX_FILE_BYTES.get(name)
-        # the top-level aggregate columns the render reads (None: all, user templates);
-        # selecting only these before mapPartitions saves converting and shipping the rest
+        # the aggregate columns the render reads, "column.field" for a struct of which it
+        # reads only some fields (None: all, user templates); selecting only these before
+        # mapInArrow saves converting and shipping the rest
         self.input_columns = self._builtin.input_columns if self._builtin else None
         env = _environment(str(folder), self.fmt, sandboxed)
         try:

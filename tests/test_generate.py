@@ -316,3 +316,18 @@ def test_user_template_sees_maps_structs_and_lists_as_plain_values(spark, tmp_pa
     assert [item.findtext(t) for t in ("color", "top", "level", "price", "sale")] == \
         ["red & black", "Electronics", "Phones", "15.00", ""]
     assert stats["partner"]["excluded"] == {"no_size": 2}
+
+
+def test_renderers_get_the_struct_fields_they_read_through_spark(spark, tmp_path):
+    # the generator ships category and product cut to the fields the templates read
+    product = {"product_id": "p-9", "name": "Acme Phone 9", "brand": "Acme", "category_path": "X",
+               "gtin": "5901234123457"}
+    offers = [offer(1, title=None, brand=None, product=product), offer(2, product=None, category=None)]
+    stats = generate(spark, tmp_path, offers, {"feeds": [
+        {"id": "all", "template": "google_merchant_rss", "where": {"field": "stock", "gt": 0}}]})
+    items = {i.findtext(G + "id"): i for i in xml_items(assemble(folder(tmp_path, stats, "all")))}
+    assert items["o-1"].findtext("title") == "Acme Phone 9"
+    assert items["o-1"].findtext(G + "brand") == "Acme"
+    assert items["o-1"].findtext(G + "gtin") == "5901234123457"
+    assert items["o-1"].findtext(G + "product_type") == "Electronics > Phones"
+    assert items["o-2"].findtext(G + "product_type") is None
