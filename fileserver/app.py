@@ -148,14 +148,8 @@ def create_app(config: Config | dict | None = None) -> Flask:
             if token is None:
                 return _unauthorized()
             abort(404)
-        index_text = request.args.get("file", "0")
-        if not _FILE_INDEX.match(index_text):
-            abort(404)
-        try:
-            doc = resolve(store, manifests, definition_id, kind, int(index_text))
-        except (NotPublished, FileNotFoundError):
-            abort(404)
-        if fmt is not None and fmt != doc.fmt:
+        doc = _find_document(store, manifests, definition_id, kind, fmt, request.args.get("file", "0"))
+        if doc is None:
             abort(404)
         return _document_response(doc, gz_url)
 
@@ -273,7 +267,7 @@ class _Revalidation:
         # Accept-Encoding header → gzip acceptable (fetchers send the same few headers), and
         # the last 304 headers per (document, representation); both bounded.
         self._gzip_ok: dict[str | None, bool] = {}
-        self._answers: dict[tuple, tuple[Document, str, datetime, list[tuple[str, str]]]] = {}
+        self._answers: dict[tuple, tuple[Document, str, list[tuple[str, str]]]] = {}
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
         if ((environ.get("HTTP_IF_NONE_MATCH") is not None or environ.get("HTTP_IF_MODIFIED_SINCE"))
@@ -302,14 +296,10 @@ class _Revalidation:
         query_string = environ.get("QUERY_STRING")
         query = dict(parse_qsl(query_string, keep_blank_values=True)) if query_string else {}
         token = request_token(environ.get("HTTP_AUTHORIZATION"), query.get("token"))
-        index_text = query.get("file", "0")
-        if not _FILE_INDEX.match(index_text) or not self.tokens.opens(definition_id, token):
+        if not self.tokens.opens(definition_id, token):
             return None
-        try:
-            doc = resolve(self.store, self.manifests, definition_id, kind, int(index_text))
-        except (NotPublished, FileNotFoundError):
-            return None
-        if fmt is not None and fmt != doc.fmt:
+        doc = _find_document(self.store, self.manifests, definition_id, kind, fmt, query.get("file", "0"))
+        if doc is None:
             return None
         accept = environ.get("HTTP_ACCEPT_ENCODING")
         accepts_gzip = self._gzip_ok.get(accept)
@@ -323,15 +313,27 @@ class _Revalidation:
             _rep, _length, _ctype, etag, headers = representation(doc, gz_url, accepts_gzip)
             answer = list(headers.items())
             remove_entity_headers(answer)  # as werkzeug does for Flask's own 304s
-            known = (doc, etag, doc.published_at, answer)
+            known = (doc, etag, answer)
             if len(self._answers) >= 4096:
                 self._answers.clear()
             self._answers[where] = known
-        _doc, etag, published_at, answer = known
+        _doc, etag, answer = known
         if not not_modified(environ.get("HTTP_IF_NONE_MATCH"), environ.get("HTTP_IF_MODIFIED_SINCE"),
-                            etag, published_at):
+                            etag, doc.published_at):
             return None
         return answer
+
+
+def _find_document(store: Any, manifests: ManifestCache, definition_id: str, kind: str,
+                   fmt: str | None, index_text: str) -> Document | None:
+    """The published document a request names (its id checked, access granted), else None."""
+    if not _FILE_INDEX.match(index_text):
+        return None
+    try:
+        doc = resolve(store, manifests, definition_id, kind, int(index_text))
+    except (NotPublished, FileNotFoundError):
+        return None
+    return None if fmt is not None and fmt != doc.fmt else doc
 
 
 def _unauthorized(realm: str = "feedgen") -> Response:

@@ -135,21 +135,22 @@ def resolve(store: Store, manifests: ManifestCache, definition_id: str, kind: st
             file_index: int) -> Document:
     """The document ``file_index`` of the run currently published for ``definition_id``."""
     where = (definition_id, kind, file_index)
+    raw: bytes | None = None
     if isinstance(store, LocalStore):
+        # a stat, not a read: os.path rather than store.path(), whose checks and pathlib
+        # cost more than the stat on this per-request path (the id is already validated)
         try:
             st = os.stat(os.path.join(store.uri, "current", f"{definition_id}.json"))
         except FileNotFoundError:
             raise NotPublished(definition_id) from None
         signature: Any = (st.st_ino, st.st_mtime_ns, st.st_size)
-        doc = manifests.document(where, signature)
-        if doc is not None:
-            return doc
-        raw = _pointer_bytes(store, definition_id)
     else:
         signature = raw = _pointer_bytes(store, definition_id)
-        doc = manifests.document(where, signature)
-        if doc is not None:
-            return doc
+    doc = manifests.document(where, signature)
+    if doc is not None:
+        return doc
+    if raw is None:
+        raw = _pointer_bytes(store, definition_id)
     doc = _build_document(store, manifests, _parse_pointer(raw, definition_id), definition_id, kind,
                           file_index)
     # (a pointer replaced between the stat and the read is cached under the old signature,
