@@ -5,12 +5,12 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test install check-java lint bench clean
+.PHONY: demo test install check-java check-javac lint bench clean
 
 demo: install
 	$(BIN)/feedgen demo
 
-test: install
+test: install check-javac
 	$(BIN)/python -m pytest
 
 install: check-java $(STAMP)
@@ -27,6 +27,9 @@ check-java:
 	major=$${v%%.*}; [ "$$major" = "1" ] && major=$$(echo $$v | cut -d. -f2); \
 	if [ -z "$$v" ]; then echo "feedgen needs Java 17+ for Spark and none was found: apt-get install -y openjdk-17-jre-headless (or set JAVA_HOME)"; exit 1; fi; \
 	if [ "$$major" -lt 17 ] 2>/dev/null; then echo "feedgen needs Java 17+ for Spark, found Java $$v: apt-get install -y openjdk-17-jre-headless (or set JAVA_HOME)"; exit 1; fi
+
+check-javac:
+	@command -v javac >/dev/null || [ -x "$$JAVA_HOME/bin/javac" ] || { echo "the tests need javac (a JDK 17+) to build feedgen's JVM renderer: apt-get install -y openjdk-17-jdk-headless (or set JAVA_HOME to a JDK)"; exit 1; }
 
 lint: install
 	$(BIN)/ruff check .

@@ -16,7 +16,9 @@ For each F, in one run:
       already rendered (prepared untimed);
   (c') render + write: one Spark job that renders every offer once and writes the text,
       with no membership, routing or manifests.
-Times are wall seconds; CPU is the seconds used by this process and its children (the
+(a), (b) and (c') render with the renderer feedgen picks: the JVM renderer for these three
+built-in templates when a JDK was there to compile it (generator/jvm.py), Python with
+--python. Times are wall seconds; CPU is the seconds used by this process and its children (the
 JVM and the Python workers), printed because the machine may be shared.
 """
 
@@ -151,31 +153,37 @@ def _render_texts(template: str):
     return run
 
 
-def old_design_feed(spark, df, definition, out: Path) -> None:
-    """One feed the old way: filter, render, write (its own Spark job)."""
-    from feedgen.generator.compile import compile_predicate
-    from feedgen.generator.generate import render_projection
-    from feedgen.generator.render import get_renderer
-
-    cols = render_projection(df.schema, [get_renderer(definition.template)], "offer_id")
-    matched = df.where(compile_predicate(definition.where, df.schema, AS_OF)).select(*cols)
-    (matched.mapInArrow(_render_texts(definition.template), "value string")
-     .write.mode("overwrite").option("compression", "gzip").text(str(out)))
-
-
-def one_template_per_offer(spark, df):
-    """Each offer rendered once, with the template its feed uses (the output of every F)."""
+def _texts(spark, df, template: str, jvm: bool):
+    """The rendered texts of ``df``'s offers (excluded ones dropped), by feedgen's renderer."""
     from pyspark.sql import functions as F
 
     from feedgen.generator.generate import render_projection
+    from feedgen.generator.jvm import jvm_renderable, render_column
     from feedgen.generator.render import get_renderer
 
-    cols = render_projection(df.schema, [get_renderer(TEMPLATES[0])], "offer_id")
+    if jvm and jvm_renderable(spark, template, {}, df.schema):
+        return df.select(render_column(template, payload=False).getField("text").alias("value")).where(F.col("value").isNotNull())
+    cols = render_projection(df.schema, [get_renderer(template)], "offer_id")
+    return df.select(*cols).mapInArrow(_render_texts(template), "value string")
+
+
+def old_design_feed(spark, df, definition, out: Path, jvm: bool) -> None:
+    """One feed the old way: filter, render, write (its own Spark job), with the same renderer as (a)."""
+    from feedgen.generator.compile import compile_predicate
+
+    matched = df.where(compile_predicate(definition.where, df.schema, AS_OF))
+    (_texts(spark, matched, definition.template, jvm)
+     .write.mode("overwrite").option("compression", "gzip").text(str(out)))
+
+
+def one_template_per_offer(spark, df, jvm: bool = False):
+    """Each offer rendered once, with the template its feed uses (the output of every F)."""
+    from pyspark.sql import functions as F
+
     # feed i uses TEMPLATES[i % 3]; with s % F == i, the template of seller s is (s % F) % 3.
     # For the floor it is enough that each offer is rendered by one of the 3 templates.
     pick = F.pmod(F.hash("offer_id"), F.lit(len(TEMPLATES)))
-    parts = [df.where(pick == n).select(*cols).mapInArrow(_render_texts(t), "value string")
-             for n, t in enumerate(TEMPLATES)]
+    parts = [_texts(spark, df.where(pick == n), t, jvm) for n, t in enumerate(TEMPLATES)]
     return parts[0].unionByName(parts[1]).unionByName(parts[2])
 
 
@@ -187,6 +195,7 @@ def main() -> None:
     parser.add_argument("--sample", type=int, default=50, help="feeds timed for (b)")
     parser.add_argument("--work", default="/tmp/feedgen-bench-generate")
     parser.add_argument("--master", default="local[*]")
+    parser.add_argument("--python", action="store_true", help="render in Python even where the JVM renderer applies")
     args = parser.parse_args()
     n = 100_000 if args.small else args.offers
     counts = [int(f) for f in args.feeds.split(",")]
@@ -215,7 +224,8 @@ def main() -> None:
 
     floor_wall, floor_cpu = timed(lambda: spark.read.parquet(str(texts)).write.mode("overwrite")
                                   .option("compression", "gzip").text(str(work / "floor")))
-    render_wall, render_cpu = timed(lambda: one_template_per_offer(spark, df).write.mode("overwrite")
+    jvm = not args.python
+    render_wall, render_cpu = timed(lambda: one_template_per_offer(spark, df, jvm).write.mode("overwrite")
                                     .option("compression", "gzip").text(str(work / "render-floor")))
     print(f"(c)  plain Spark write of the rendered bytes: {floor_wall:7.1f} s wall {floor_cpu:7.1f} s cpu")
     print(f"(c') one render per offer + Spark write:       {render_wall:7.1f} s wall {render_cpu:7.1f} s cpu\n",
@@ -231,7 +241,7 @@ def main() -> None:
 
         def single_pass(definitions=definitions, root=root, run_id=run_id, stats=stats) -> None:
             stats.update(generate_entity(spark, df, definitions, entity="offer", root=root,
-                                         run_id=run_id, as_of=AS_OF))
+                                         run_id=run_id, as_of=AS_OF, jvm=jvm))
 
         a_wall, a_cpu = timed(single_pass)
         items = sum(s["items"] for s in stats.values())
@@ -243,7 +253,7 @@ def main() -> None:
 
         def old_design(sample=sample, old=old) -> None:
             for d in sample:
-                old_design_feed(spark, df, d, old / d.id)
+                old_design_feed(spark, df, d, old / d.id, jvm)
 
         b_wall, b_cpu = timed(old_design)
         scale = feeds / len(sample)
@@ -251,7 +261,7 @@ def main() -> None:
         shutil.rmtree(old, ignore_errors=True)
         shutil.rmtree(root / "runs" / run_id, ignore_errors=True)
         print(f"F={feeds:5}: (a) {a_wall:7.1f} s wall {a_cpu:7.1f} s cpu, {items:,} items, "
-              f"{renders:,} renders; (b) {b_wall:7.1f} s for {len(sample)} feeds "
+              f"{renders:,} renders, rendered in {next(iter(stats.values()))['renderer']}; (b) {b_wall:7.1f} s for {len(sample)} feeds "
               f"→ {b_wall * scale:8.1f} s scaled to {feeds}", flush=True)
 
     a10 = next((r for r in rows if r[0] == min(counts)), rows[0])

@@ -486,8 +486,11 @@ def render_projection(schema, renderers: Sequence[Any], key: str) -> list:
 def generate_entity(spark, aggregate_df, definitions: Sequence[Definition], *, entity: str,
                     root: str | Path, run_id: str, as_of: datetime, all_segments: dict | None = None,
                     user_templates_dir: str | None = None, part_max_raw_bytes: int = PART_MAX_RAW_BYTES,
-                    progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+                    progress: Callable[[str], None] | None = None, jvm: bool = True) -> dict[str, Any]:
     """Generate every definition of one entity kind in one pass; return per-definition stats.
+
+    With ``jvm`` (the default), a pass whose outputs all use built-in offer templates renders
+    them in Spark (generator/jvm.py) and Python only writes the parts; else Python renders.
 
     Writes ``runs/<run_id>/feeds|segments/<id>/`` (parts + manifest) and a staging Parquet
     with the snapshot rows at ``runs/<run_id>/_generate/<entity>/``.
@@ -509,13 +512,20 @@ def generate_entity(spark, aggregate_df, definitions: Sequence[Definition], *, e
                       part_max_raw_bytes=part_max_raw_bytes, membership=entity == "customer",
                       definition_ids=[d.id for d in definitions])
     t0 = time.monotonic()
+    render_path = "python"
     say(f"{entity}: membership of {len(definitions)} definitions, rendering {len(targets)} outputs")
     if definitions:
         df = add_memberships(spark, aggregate_df, definitions, as_of, all_segments=all_segments)
         df = apply_pick_one_per(df, definitions, key)
         df = df.where(F.size(F.col(MATCHES)) > 0)
-        df = df.select(*_input_columns(df.schema, targets, key, user_templates_dir), F.col(MATCHES))
-        df.mapInArrow(_arrow_partitions(plan), ROW_SCHEMA).write.mode("overwrite").parquet(str(staging))
+        if jvm and not plan.membership and jvm_targets(spark, df.schema, entity, targets):
+            say(f"{entity}: rendering in the JVM")
+            render_path = "jvm"
+            rows_df = _jvm_rows(df, plan).mapInArrow(_jvm_partitions(plan), ROW_SCHEMA)
+        else:
+            df = df.select(*_input_columns(df.schema, targets, key, user_templates_dir), F.col(MATCHES))
+            rows_df = df.mapInArrow(_arrow_partitions(plan), ROW_SCHEMA)
+        rows_df.write.mode("overwrite").parquet(str(staging))
         rows = spark.read.parquet(str(staging)).where(F.col("kind").isin("part", "stat")).collect()
     else:
         rows = []
@@ -578,6 +588,7 @@ def generate_entity(spark, aggregate_df, definitions: Sequence[Definition], *, e
             out[d.id]["exports"][t.template] = entry
     for d_id in out:
         out[d_id]["render_seconds"] = round(render_seconds, 3)
+        out[d_id]["renderer"] = render_path
     return out
 
 
@@ -589,3 +600,185 @@ def snapshot_items(spark, root: str | Path, run_id: str, entity: str, target_ind
     return (spark.read.parquet(str(staging))
             .where((F.col("kind") == "snap") & (F.col("target") == target_index))
             .select("key", "hash", "payload"))
+
+
+# -- the JVM renderer's path ----------------------------------------------------------------
+
+
+def jvm_targets(spark, schema, entity: str, targets: Sequence[Target]) -> bool:
+    """Whether every target renders in the JVM (generator/jvm.py): then Python only writes parts."""
+    from feedgen.generator.jvm import jvm_renderable
+
+    return entity == "offer" and bool(targets) and all(
+        jvm_renderable(spark, t.template, t.options, schema) for t in targets)
+
+
+def _renderer_indices(targets: Sequence[Target]) -> tuple[list[tuple], list[int]]:
+    from feedgen.generator.render import renderer_key
+
+    keys: list[tuple] = []
+    of_target: list[int] = []
+    for t in targets:
+        rk = renderer_key(t.template, t.options)
+        if rk not in keys:
+            keys.append(rk)
+        of_target.append(keys.index(rk))
+    return keys, of_target
+
+
+def _jvm_rows(df, plan: EntityPlan):
+    """One row per (entity, matching target): its rendered text or first error, and stats.
+
+    Each entity is rendered once per renderer that one of its targets uses (before the
+    explode), then routed to every target of that renderer.
+    """
+    from pyspark.sql import functions as F
+
+    from feedgen.generator.compile import MATCHES
+    from feedgen.generator.jvm import render_column
+
+    keys, of_target = _renderer_indices(plan.targets)
+    per_definition = F.array(*[F.array(*[F.lit(t) for t in ts]).cast("array<int>") for ts in plan.def_targets])
+    renderer_of = F.array(*[F.lit(r) for r in of_target])
+    df = df.withColumn("_fg_targets", F.flatten(F.transform(F.col(MATCHES), lambda m: F.element_at(per_definition, m + 1))))
+    rendered = []
+    def uses(r: int):
+        return lambda t: F.element_at(renderer_of, t + 1) == r
+
+    for r, rk in enumerate(keys):
+        need = F.exists("_fg_targets", uses(r))
+        payload = any(t.events for t, tr in zip(plan.targets, of_target, strict=True) if tr == r)
+        rendered.append(F.when(need, render_column(rk[0], payload=payload)).alias(f"_fg_o{r}"))
+    df = df.select(F.col(plan.key).alias("_key"), F.col("_fg_targets"), *rendered)
+    df = df.select("*", F.explode("_fg_targets").alias("_t"))
+    r_of = F.element_at(renderer_of, F.col("_t") + 1)
+    out = F.col("_fg_o0")
+    if len(keys) > 1:
+        out = F.when(r_of == 0, F.col("_fg_o0"))
+        for r in range(1, len(keys)):
+            out = out.when(r_of == r, F.col(f"_fg_o{r}"))
+    first = F.col("_t") == F.element_at(F.filter("_fg_targets", lambda t: F.element_at(renderer_of, t + 1) == r_of), 1)
+    events = [t.index for t in plan.targets if t.events]
+    # snapshot rows for the items a target with events keeps, as the Python path
+    snap = (F.col("_t").isin(*events) & out.getField("text").isNotNull()) if events else F.lit(False)
+    return df.select(
+        F.col("_t").cast("int").alias("_t"), "_key", out.getField("text").alias("_text"),
+        F.try_element_at(out.getField("errors"), F.lit(1)).alias("_err"), out.getField("warnings").alias("_warnings"),
+        out.getField("missing").alias("_missing"), first.alias("_first"),
+        F.when(snap, F.sha2(out.getField("payload"), 256)).alias("_hash"),
+        F.when(snap, out.getField("payload")).alias("_payload"))
+
+
+def _jvm_partitions(plan: EntityPlan) -> Callable:
+    """``mapInArrow``: rendered rows → gzip parts written by the task, stats and snapshot rows.
+
+    Python never looks at one item here: texts are grouped by target with Arrow and their
+    bytes cut into parts with numpy; only excluded items and warnings are counted in Python.
+    """
+
+    def run(batches: Iterator) -> Iterator:
+        import numpy as np
+        import pyarrow as pa
+        import pyarrow.compute as pc
+        from pyspark import TaskContext
+
+        from feedgen.generator.render import get_renderer
+
+        context = TaskContext.get()
+        partition = context.partitionId() if context else 0
+        _, of_target = _renderer_indices(plan.targets)
+        run_root = Path(plan.run_root)
+        part_max = plan.part_max_raw_bytes
+        buffers: dict[int, _Buffer] = defaultdict(_Buffer)
+        seen: Counter = Counter()
+        renders: Counter = Counter()
+        excluded: dict[int, Counter] = defaultdict(Counter)
+        warned: dict[int, Counter] = defaultdict(Counter)
+        nulls: dict[int, Counter] = defaultdict(Counter)
+        samples: dict[int, dict[str, list]] = defaultdict(lambda: defaultdict(list))
+        fmts = {t.index: get_renderer(t.template, t.options).fmt for t in plan.targets}
+
+        def flush(t: int, buf: _Buffer) -> pa.RecordBatch:
+            target = plan.targets[t]
+            name = f"part-{partition:05d}-{buf.seq:03d}.{fmts[t]}.gz"
+            info = write_part(run_root / target.folder, name, b"".join(buf.chunks), buf.items)
+            buf.chunks, buf.size, buf.items = [], 0, 0
+            buf.seq += 1
+            return _out_batch(pa, [("part", t, None, None, None, json.dumps({
+                "path": info.path, "items": info.items, "bytes": info.bytes, "raw_bytes": info.raw_bytes,
+                "sha256": info.sha256, "partition": partition, "seq": buf.seq - 1}))])
+
+        def count_lists(column, targets, into) -> None:
+            flat = pc.list_flatten(column)
+            if len(flat):
+                owners = pc.take(targets, pc.list_parent_indices(column)).to_pylist()
+                for t, v in zip(owners, flat.to_pylist(), strict=True):
+                    into[t][v] += 1
+
+        for batch in batches:
+            if batch.num_rows == 0:
+                continue
+            targets = batch.column("_t")
+            tv = targets.to_numpy()
+            for t, n in zip(*np.unique(tv, return_counts=True), strict=True):
+                seen[int(t)] += int(n)
+            first = batch.column("_first").to_numpy(zero_copy_only=False)
+            for t, n in zip(*np.unique(tv[first], return_counts=True), strict=True):
+                renders[of_target[int(t)]] += int(n)
+            count_lists(batch.column("_warnings"), targets, warned)
+            count_lists(batch.column("_missing"), targets, nulls)
+            errors = batch.column("_err")
+            if errors.null_count < len(errors):
+                bad = pc.is_valid(errors)
+                for t, e, k in zip(pc.filter(targets, bad).to_pylist(), pc.filter(errors, bad).to_pylist(),
+                                   pc.filter(batch.column("_key"), bad).to_pylist(), strict=True):
+                    excluded[t][e] += 1
+                    if len(samples[t][e]) < SAMPLE_KEYS:
+                        samples[t][e].append(k)
+            hashes = batch.column("_hash")
+            if hashes.null_count < len(hashes):
+                keep = pc.is_valid(hashes)
+                n = pc.sum(keep).as_py()
+                yield pa.RecordBatch.from_arrays(
+                    [pa.array(["snap"] * n, pa.string()), pc.filter(targets, keep),
+                     pc.filter(batch.column("_key"), keep), pc.filter(hashes, keep),
+                     pc.filter(batch.column("_payload"), keep), pa.nulls(n, pa.string())],
+                    names=["kind", "target", "key", "hash", "payload", "info"])
+            texts = batch.column("_text")
+            ok = pc.is_valid(texts)
+            kept = pa.table({"t": targets, "text": texts}).filter(ok)
+            if kept.num_rows == 0:
+                continue
+            # a stable sort keeps each target's items in the partition's order
+            kept = kept.take(pc.sort_indices(kept, sort_keys=[("t", "ascending")]))
+            tk = kept.column("t").to_numpy()
+            text = kept.column("text").combine_chunks()
+            offsets = np.frombuffer(text.buffers()[1], dtype=np.int32)[text.offset:text.offset + len(text) + 1]
+            data = memoryview(text.buffers()[2])
+            bounds = [0, *(np.flatnonzero(np.diff(tk)) + 1).tolist(), len(tk)]
+            for a, z in zip(bounds[:-1], bounds[1:], strict=True):
+                t = int(tk[a])
+                buf = buffers[t]
+                while a < z:
+                    # as the Python path: a part ends after the item that takes it to part_max
+                    ends = offsets[a + 1:z + 1] - offsets[a]
+                    k = int(np.searchsorted(ends, part_max - buf.size, side="left")) + 1
+                    k = min(k, z - a)
+                    buf.chunks.append(bytes(data[offsets[a]:offsets[a + k]]))
+                    buf.size += int(ends[k - 1])
+                    buf.items += k
+                    a += k
+                    if buf.size >= part_max:
+                        yield flush(t, buf)
+        for t, buf in buffers.items():
+            if buf.items:
+                yield flush(t, buf)
+        stats = []
+        for t in sorted(set(seen) | {t for t, r in enumerate(of_target) if renders[r]}):
+            stats.append(("stat", t, None, None, None, json.dumps({
+                "candidates": seen[t], "renders": renders[of_target[t]], "excluded": excluded[t],
+                "warnings": warned[t], "samples": samples[t], "nulls": nulls[t]})))
+        if stats:
+            yield _out_batch(pa, stats)
+
+    return run

@@ -38,7 +38,7 @@ DEFAULTS: dict[str, Any] = {
         "currencies": ["PLN", "EUR", "USD", "GBP", "CZK"],
         "allow_stale_aggregate": False,
     },
-    "generate": {"templates_dir": None, "part_max_raw_bytes": 64 << 20},
+    "generate": {"templates_dir": None, "part_max_raw_bytes": 64 << 20, "jvm_render": True},
     "gates": {
         # a run differing more than this from the last published one is held (per definition;
         # a definition's `gates:` mapping overrides any of them, `enabled: false` turns them off)

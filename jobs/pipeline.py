@@ -132,7 +132,8 @@ def generate_stage(spark, config: Config, record: dict[str, Any], definitions_di
         stats.update(generate_entity(
             spark, df, mine, entity=entity, root=root, run_id=run_id, as_of=as_of,
             all_segments=all_segments, user_templates_dir=templates_dir,
-            part_max_raw_bytes=int(config.get("generate.part_max_raw_bytes", 64 << 20)), progress=say))
+            part_max_raw_bytes=int(config.get("generate.part_max_raw_bytes", 64 << 20)), progress=say,
+            jvm=bool(config.get("generate.jvm_render", True))))
         if entity == "customer" and any(d.kind == "segment" for d in mine):
             from feedgen.generator.membership import build_membership_index
 

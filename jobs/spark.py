@@ -58,7 +58,13 @@ def spark_session(spark_conf: dict[str, Any] | None = None, master: str | None =
         .config("spark.sql.parquet.compression.codec", "zstd")
         .config("spark.driver.extraJavaOptions", "-Dlog4j2.level=error")
     )
-    for key, value in (conf.get("conf") or {}).items():
+    extra = dict(conf.get("conf") or {})
+    from feedgen.generator.jvm import spark_jar
+
+    jar = spark_jar()  # the JVM renderer of the built-in offer templates (None: Python renders)
+    if jar:
+        extra["spark.jars"] = ",".join(j for j in (str(extra.get("spark.jars") or ""), jar) if j)
+    for key, value in extra.items():
         builder = builder.config(key, str(value))
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")

@@ -331,3 +331,34 @@ def test_renderers_get_the_struct_fields_they_read_through_spark(spark, tmp_path
     assert items["o-1"].findtext(G + "gtin") == "5901234123457"
     assert items["o-1"].findtext(G + "product_type") == "Electronics > Phones"
     assert items["o-2"].findtext(G + "product_type") is None
+
+
+def test_jvm_and_python_renderers_write_the_same_feeds_stats_and_snapshots(spark, tmp_path):
+    rows = [offer(n, seller_id=f"s-{n % 3}", brand=None if n % 5 == 0 else "Acme", mpn=None if n % 5 == 0 else f"M-{n}",
+                  title=HOSTILE if n % 4 == 0 else f"Phone {n}", image_link=None if n % 7 == 0 else f"https://i.example/{n}.jpg",
+                  availability=None if n % 6 == 0 else "in_stock", condition="weird" if n % 8 == 0 else "new")
+            for n in range(40)]
+    mapping = {"feeds": [
+        {"id": "google-all", "template": "google_merchant_rss", "where": {"field": "offer_id", "is_null": False},
+         "delivery": {"events": True}},
+        {"id": "meta-s1", "template": "meta_catalog_xml", "where": {"field": "seller_id", "eq": "s-1"}},
+        {"id": "meta-csv", "template": "meta_catalog_csv", "where": {"field": "seller_id", "in": ["s-0", "s-2"]},
+         "options": {"max_file_items": 5}},
+    ]}
+    out = {}
+    for jvm in (True, False):
+        root = tmp_path / str(jvm)
+        stats = generate(spark, root, rows, mapping, jvm=jvm, part_max_raw_bytes=2000)
+        docs = {d: assemble(folder(root, stats, d)) for d in stats}
+        snaps = sorted(tuple(r) for r in snapshot_items(spark, root, "20261122T030500Z-aaaaaa", "offer",
+                                                        stats["google-all"]["target"]).collect())
+        out[jvm] = stats, docs, snaps
+    (jvm_stats, jvm_docs, jvm_snaps), (py_stats, py_docs, py_snaps) = out[True], out[False]
+    assert {s["renderer"] for s in jvm_stats.values()} == {"jvm"}
+    assert {s["renderer"] for s in py_stats.values()} == {"python"}
+    assert jvm_docs == py_docs
+    assert jvm_snaps == py_snaps and len(jvm_snaps) == jvm_stats["google-all"]["items"] > 0
+    same = ("items", "candidates", "renders", "excluded", "warnings", "excluded_samples", "null_rates", "files")
+    for d in jvm_stats:
+        assert {k: jvm_stats[d][k] for k in same} == {k: py_stats[d][k] for k in same}, d
+    assert jvm_stats["google-all"]["excluded"] and jvm_stats["meta-csv"]["files"] > 1

@@ -1,0 +1,650 @@
+package feedgen.jvm;
+
+import java.math.BigDecimal;
+import java.math.RoundingMode;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+import java.util.Set;
+import java.util.TreeMap;
+import java.util.concurrent.ConcurrentHashMap;
+
+import org.apache.spark.sql.Row;
+import org.apache.spark.sql.RowFactory;
+import org.apache.spark.sql.api.java.UDF20;
+
+/**
+ * One offer rendered by a built-in offer template, in the JVM.
+ *
+ * The same rules as generator/render.py (_offer_fields, _prepare_google, _prepare_meta) and
+ * the template's own item.*.j2, compiled by generator/jvm.py into a small program (text,
+ * field, if-field, csv row). Python's string semantics are kept on purpose: lengths and
+ * cuts count code points, whitespace is what str.isspace() says, cleaning removes what
+ * xmlsafe.py removes. tests/test_render_jvm.py compares both renderers item by item.
+ *
+ * Returns struct(text, errors, warnings, payload, missing); text is null when an error
+ * leaves the item out.
+ */
+public final class RenderOffer implements UDF20<String, String, String, String, String, String, String, String,
+        Integer, Row, Row, Row, String, String, String, String, String, String, String, String, Row> {
+
+    private static final long serialVersionUID = 1L;
+
+    // ---------------------------------------------------------------- Python's text rules
+
+    static boolean isSpace(int c) {
+        return (c >= 0x09 && c <= 0x0D) || (c >= 0x1C && c <= 0x20) || c == 0x85 || c == 0xA0 || c == 0x1680
+                || (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 || c == 0x202F || c == 0x205F
+                || c == 0x3000;
+    }
+
+    static boolean xmlChar(int c) {
+        return c == 0x09 || c == 0x0A || c == 0x0D || (c >= 0x20 && c <= 0x7E) || (c >= 0xA0 && c <= 0xD7FF)
+                || (c >= 0xE000 && c <= 0xFFFD) || (c >= 0x10000 && c <= 0x10FFFF);
+    }
+
+    static boolean textChar(int c) {
+        return (c >= 0x20 && c <= 0x7E) || (c >= 0xA0 && c <= 0xD7FF) || (c >= 0xE000 && c <= 0xFFFD)
+                || (c >= 0x10000 && c <= 0x10FFFF);
+    }
+
+    static boolean lineBreak(int c) {
+        return c == 0x09 || c == 0x0A || c == 0x0D || c == 0x85 || c == 0x2028 || c == 0x2029;
+    }
+
+    /** xmlsafe.xml_clean */
+    static String xmlClean(String s) {
+        int n = s.length();
+        int i = 0;
+        while (i < n) {
+            int c = s.codePointAt(i);
+            if (!xmlChar(c)) {
+                break;
+            }
+            i += Character.charCount(c);
+        }
+        if (i == n) {
+            return s;
+        }
+        StringBuilder b = new StringBuilder(n);
+        b.append(s, 0, i);
+        while (i < n) {
+            int c = s.codePointAt(i);
+            if (xmlChar(c)) {
+                b.appendCodePoint(c);
+            }
+            i += Character.charCount(c);
+        }
+        return b.toString();
+    }
+
+    /** xmlsafe.text_clean */
+    static String textClean(String s) {
+        int n = s.length();
+        boolean bad = false;
+        for (int i = 0; i < n; ) {
+            int c = s.codePointAt(i);
+            if (!textChar(c)) {
+                bad = true;
+                break;
+            }
+            i += Character.charCount(c);
+        }
+        if (!bad) {
+            return s;
+        }
+        StringBuilder b = new StringBuilder(n);
+        for (int i = 0; i < n; ) {
+            int c = s.codePointAt(i);
+            if (lineBreak(c)) {
+                while (i < n && lineBreak(s.codePointAt(i))) {
+                    i += Character.charCount(s.codePointAt(i));
+                }
+                b.append(' ');
+                continue;
+            }
+            if (textChar(c)) {
+                b.appendCodePoint(c);
+            }
+            i += Character.charCount(c);
+        }
+        return b.toString();
+    }
+
+    static String strip(String s) {
+        int a = 0;
+        int z = s.length();
+        while (a < z && isSpace(s.charAt(a))) {
+            a++;
+        }
+        while (z > a && isSpace(s.charAt(z - 1))) {
+            z--;
+        }
+        return s.substring(a, z);
+    }
+
+    static String rstrip(String s) {
+        int z = s.length();
+        while (z > 0 && isSpace(s.charAt(z - 1))) {
+            z--;
+        }
+        return s.substring(0, z);
+    }
+
+    static boolean isBlank(String s) {
+        return s == null || s.isEmpty() || strip(s).isEmpty();
+    }
+
+    /** " ".join(s.split()) */
+    static String singleSpaced(String s) {
+        StringBuilder b = new StringBuilder(s.length());
+        int n = s.length();
+        int i = 0;
+        while (i < n) {
+            while (i < n && isSpace(s.charAt(i))) {
+                i++;
+            }
+            int start = i;
+            while (i < n && !isSpace(s.charAt(i))) {
+                i++;
+            }
+            if (i > start) {
+                if (b.length() > 0) {
+                    b.append(' ');
+                }
+                b.append(s, start, i);
+            }
+        }
+        return b.toString();
+    }
+
+    static int length(String s) {
+        return s.codePointCount(0, s.length());
+    }
+
+    static String head(String s, int codePoints) {
+        return s.substring(0, s.offsetByCodePoints(0, codePoints));
+    }
+
+    /** render._text: (value or null, cut) */
+    static Object[] text(String value, int limit) {
+        if (value == null) {
+            return new Object[] {null, false};
+        }
+        String t = singleSpaced(xmlClean(value));
+        if (t.isEmpty()) {
+            return new Object[] {null, false};
+        }
+        if (limit > 0 && length(t) > limit) {
+            return new Object[] {rstrip(head(t, limit - 1)) + "…", true};
+        }
+        return new Object[] {t, false};
+    }
+
+    /** render._long_text */
+    static Object[] longText(String value, int limit) {
+        if (value == null) {
+            return new Object[] {null, false};
+        }
+        String t = strip(xmlClean(value));
+        if (t.isEmpty()) {
+            return new Object[] {null, false};
+        }
+        if (length(t) > limit) {
+            return new Object[] {rstrip(head(t, limit - 1)) + "…", true};
+        }
+        return new Object[] {t, false};
+    }
+
+    /** render._url: ^https?://[^\s/$.?#][^\s]*$ with re.IGNORECASE, at most 2,000 characters */
+    static String url(String value) {
+        if (value == null) {
+            return null;
+        }
+        String u = strip(xmlClean(value));
+        if (length(u) > 2000) {
+            return null;
+        }
+        int i = 0;
+        String want = "http";
+        for (int k = 0; k < 4; k++) {
+            if (i >= u.length() || Character.toLowerCase(u.charAt(i)) != want.charAt(k)) {
+                return null;
+            }
+            i++;
+        }
+        // re.IGNORECASE matches "s" with "S" and the long s (U+017F)
+        if (i < u.length() && (u.charAt(i) == 's' || u.charAt(i) == 'S' || u.charAt(i) == '\u017F')) {
+            i++;
+        }
+        if (!u.startsWith("://", i)) {
+            return null;
+        }
+        i += 3;
+        if (i >= u.length()) {
+            return null;
+        }
+        int first = u.codePointAt(i);
+        if (isSpace(first) || first == '/' || first == '$' || first == '.' || first == '?' || first == '#') {
+            return null;
+        }
+        for (int k = i; k < u.length(); k++) {
+            if (isSpace(u.charAt(k))) {
+                return null;
+            }
+        }
+        return u;
+    }
+
+    static boolean truthy(String s) {
+        return s != null && !s.isEmpty();
+    }
+
+    // ---------------------------------------------------------------- vocabularies, money, codes
+
+    static final Map<String, String> AVAILABILITY = new HashMap<>();
+    static final Map<String, String> META_AVAILABILITY = new HashMap<>();
+    static final Set<String> CONDITIONS = Set.of("new", "used", "refurbished");
+
+    static {
+        String[] pairs = {
+            "in_stock", "in_stock", "instock", "in_stock", "in stock", "in_stock", "available", "in_stock",
+            "out_of_stock", "out_of_stock", "outofstock", "out_of_stock", "out of stock", "out_of_stock",
+            "sold_out", "out_of_stock", "preorder", "preorder", "pre_order", "preorder", "backorder", "backorder",
+            "back_order", "backorder", "available for order", "backorder",
+        };
+        for (int i = 0; i < pairs.length; i += 2) {
+            AVAILABILITY.put(pairs[i], pairs[i + 1]);
+        }
+        META_AVAILABILITY.put("in_stock", "in stock");
+        META_AVAILABILITY.put("out_of_stock", "out of stock");
+        META_AVAILABILITY.put("preorder", "preorder");
+        META_AVAILABILITY.put("backorder", "available for order");
+    }
+
+    /** render._money: {amount, currency} or null */
+    static Object[] money(Row row) {
+        if (row == null) {
+            return null;
+        }
+        Object a = row.get(row.fieldIndex("amount"));
+        Object c = row.get(row.fieldIndex("currency"));
+        if (a == null || !(c instanceof String)) {
+            return null;
+        }
+        BigDecimal amount = (BigDecimal) a;
+        String currency = strip((String) c).toUpperCase(Locale.ROOT);
+        if (amount.signum() <= 0 || currency.length() != 3) {
+            return null;
+        }
+        for (int i = 0; i < 3; i++) {
+            char ch = currency.charAt(i);
+            if (ch < 'A' || ch > 'Z') {
+                return null;
+            }
+        }
+        return new Object[] {amount, currency};
+    }
+
+    static String formatMoney(Object[] m) {
+        return ((BigDecimal) m[0]).setScale(2, RoundingMode.HALF_EVEN).toPlainString() + " " + m[1];
+    }
+
+    static boolean gtinOk(String g) {
+        int n = g.length();
+        if (n != 8 && n != 12 && n != 13 && n != 14) {
+            return false;
+        }
+        for (int i = 0; i < n; i++) {
+            if (g.charAt(i) < '0' || g.charAt(i) > '9') {
+                return false;
+            }
+        }
+        int total = 0;
+        for (int i = 0; i < n - 1; i++) {
+            int fromRight = n - 2 - i;
+            total += (g.charAt(i) - '0') * (fromRight % 2 == 0 ? 3 : 1);
+        }
+        return (10 - total % 10) % 10 == g.charAt(n - 1) - '0';
+    }
+
+    static String removeSpaceAndDash(String s) {
+        StringBuilder b = new StringBuilder(s.length());
+        for (int i = 0; i < s.length(); i++) {
+            char c = s.charAt(i);
+            if (!isSpace(c) && c != '-') {
+                b.append(c);
+            }
+        }
+        return b.toString();
+    }
+
+    // ---------------------------------------------------------------- the template program
+
+    static final class Program {
+        final boolean autoescape;
+        final String sep;
+        final boolean neutralise;
+        final String[] ops;   // "T<text>", "V<field>", "I<field>", "E", "R<field>,<field>,..."
+
+        Program(String source) {
+            String[] parts = source.split("\u0001", -1);
+            autoescape = parts[0].equals("1");
+            sep = parts[1];
+            neutralise = parts[2].equals("1");
+            ops = Arrays.copyOfRange(parts, 3, parts.length);
+        }
+    }
+
+    static final ConcurrentHashMap<String, Program> PROGRAMS = new ConcurrentHashMap<>();
+
+    static void escape(StringBuilder b, String s) {
+        for (int i = 0; i < s.length(); i++) {
+            char c = s.charAt(i);
+            switch (c) {
+                case '&': b.append("&amp;"); break;
+                case '<': b.append("&lt;"); break;
+                case '>': b.append("&gt;"); break;
+                case '"': b.append("&#34;"); break;
+                case '\'': b.append("&#39;"); break;
+                default: b.append(c);
+            }
+        }
+    }
+
+    static void cell(StringBuilder b, String value, String sep, boolean neutralise) {
+        String t = textClean(value == null ? "" : value);
+        if (neutralise && value != null) {
+            String lead = t;
+            int i = 0;
+            while (i < lead.length() && isSpace(lead.charAt(i))) {
+                i++;
+            }
+            if (i < lead.length() && "=+-@".indexOf(lead.charAt(i)) >= 0) {
+                t = "'" + t;
+            }
+        }
+        if (!sep.equals(",")) {
+            b.append(t);
+            return;
+        }
+        if (t.indexOf('"') >= 0) {
+            b.append('"').append(t.replace("\"", "\"\"")).append('"');
+        } else if (t.indexOf(',') >= 0 || t.indexOf('\n') >= 0 || t.indexOf('\r') >= 0 || t.startsWith(" ")
+                || t.endsWith(" ")) {
+            b.append('"').append(t).append('"');
+        } else {
+            b.append(t);
+        }
+    }
+
+    static String render(Program p, Map<String, String> f) {
+        StringBuilder b = new StringBuilder(1024);
+        int skip = 0;   // depth of false ifs we are inside
+        for (String op : p.ops) {
+            char kind = op.charAt(0);
+            String arg = op.substring(1);
+            if (kind == 'I') {
+                if (skip > 0 || !truthy(f.get(arg))) {
+                    skip++;
+                }
+                continue;
+            }
+            if (kind == 'E') {
+                if (skip > 0) {
+                    skip--;
+                }
+                continue;
+            }
+            if (skip > 0) {
+                continue;
+            }
+            if (kind == 'T') {
+                b.append(arg);
+            } else if (kind == 'V') {
+                String v = f.get(arg);
+                v = v == null ? "None" : v;
+                if (p.autoescape) {
+                    escape(b, v);
+                } else {
+                    b.append(v);
+                }
+            } else if (kind == 'R') {
+                StringBuilder row = new StringBuilder();
+                String[] names = arg.split(",", -1);
+                for (int i = 0; i < names.length; i++) {
+                    if (i > 0) {
+                        row.append(p.sep);
+                    }
+                    cell(row, f.get(names[i]), p.sep, p.neutralise);
+                }
+                if (p.autoescape) {
+                    escape(b, row.toString());
+                } else {
+                    b.append(row);
+                }
+            }
+        }
+        return b.toString();
+    }
+
+    // ---------------------------------------------------------------- payload JSON
+
+    /** json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False) */
+    static String json(Map<String, String> fields) {
+        StringBuilder b = new StringBuilder(512);
+        b.append('{');
+        boolean first = true;
+        for (Map.Entry<String, String> e : new TreeMap<>(fields).entrySet()) {
+            if (!first) {
+                b.append(',');
+            }
+            first = false;
+            jsonString(b, e.getKey());
+            b.append(':');
+            if (e.getValue() == null) {
+                b.append("null");
+            } else {
+                jsonString(b, e.getValue());
+            }
+        }
+        return b.append('}').toString();
+    }
+
+    static void jsonString(StringBuilder b, String s) {
+        b.append('"');
+        for (int i = 0; i < s.length(); i++) {
+            char c = s.charAt(i);
+            switch (c) {
+                case '"': b.append("\\\""); break;
+                case '\\': b.append("\\\\"); break;
+                case '\n': b.append("\\n"); break;
+                case '\r': b.append("\\r"); break;
+                case '\t': b.append("\\t"); break;
+                case '\b': b.append("\\b"); break;
+                case '\f': b.append("\\f"); break;
+                default:
+                    if (c < 0x20) {
+                        b.append(String.format("\\u%04x", (int) c));
+                    } else {
+                        b.append(c);
+                    }
+            }
+        }
+        b.append('"');
+    }
+
+    // ---------------------------------------------------------------- the UDF
+
+    @Override
+    public Row call(String program, String flavour, String offerId, String title, String description, String link,
+                    String imageLink, String availabilityRaw, Integer stock, Row price, Row salePrice,
+                    Row effectivePrice, String conditionRaw, String brandRaw, String gtinRaw, String mpnRaw,
+                    String categoryPath, String productName, String productBrand, String productGtin) {
+        Program p = PROGRAMS.computeIfAbsent(program, Program::new);
+        // "google" or "meta", "+payload" when the caller keeps the snapshot payload
+        boolean google = flavour.startsWith("google");
+        boolean withPayload = flavour.endsWith("+payload");
+        int idMax = google ? 50 : 100;
+        int titleMax = google ? 150 : 200;
+        int descriptionMax = google ? 5000 : 9999;
+        List<String> errors = new ArrayList<>(2);
+        List<String> warnings = new ArrayList<>(2);
+        Map<String, String> f = new HashMap<>(32);
+
+        String id = offerId == null ? "" : strip(xmlClean(offerId));
+        if (id.isEmpty()) {
+            errors.add("missing_id");
+        } else if (length(id) > idMax) {
+            errors.add("id_too_long");
+        }
+        f.put("id", id);
+
+        Object[] t = text(title, titleMax);
+        if (t[0] == null) {
+            t = text(productName, titleMax);
+        }
+        String titleText = (String) t[0];
+        if (titleText == null) {
+            errors.add("missing_title");
+        } else if ((Boolean) t[1]) {
+            warnings.add("title_truncated");
+        }
+        f.put("title", titleText);
+
+        Object[] d = longText(description, descriptionMax);
+        String desc = (String) d[0];
+        if (desc == null) {
+            desc = titleText;
+            warnings.add("description_missing");
+        } else if ((Boolean) d[1]) {
+            warnings.add("description_truncated");
+        }
+        f.put("description", desc);
+
+        String l = url(link);
+        if (l == null) {
+            errors.add(truthy(link) ? "bad_link" : "missing_link");
+        }
+        f.put("link", l);
+        String img = url(imageLink);
+        if (img == null) {
+            errors.add(truthy(imageLink) ? "bad_image_link" : "missing_image_link");
+        }
+        f.put("image_link", img);
+
+        String availability = truthy(availabilityRaw)
+                ? AVAILABILITY.get(strip(availabilityRaw).toLowerCase(Locale.ROOT)) : null;
+        if (availability == null) {
+            if (stock != null) {
+                availability = stock > 0 ? "in_stock" : "out_of_stock";
+                warnings.add("availability_from_stock");
+            } else {
+                errors.add("bad_availability");
+            }
+        }
+
+        Object[] pm = money(price);
+        String sale = null;
+        if (pm == null) {
+            Object amount = price == null ? null : price.get(price.fieldIndex("amount"));
+            boolean zero = amount == null || ((BigDecimal) amount).signum() == 0;
+            errors.add(zero ? "missing_price" : "bad_price");
+            f.put("price", null);
+        } else {
+            f.put("price", formatMoney(pm));
+            Object[] best = null;
+            Object[] sellerSale = money(salePrice);
+            for (Object[] cand : new Object[][] {money(effectivePrice), sellerSale}) {
+                if (cand != null && cand[1].equals(pm[1]) && ((BigDecimal) cand[0]).compareTo((BigDecimal) pm[0]) < 0) {
+                    if (best == null || ((BigDecimal) cand[0]).compareTo((BigDecimal) best[0]) < 0) {
+                        best = cand;
+                    }
+                }
+            }
+            if (best == null && sellerSale != null) {
+                warnings.add("sale_price_not_below_price");
+            }
+            sale = best == null ? null : formatMoney(best);
+        }
+        f.put("sale_price", sale);
+
+        String condition = truthy(conditionRaw) ? strip(conditionRaw).toLowerCase(Locale.ROOT) : null;
+        if (condition != null && !CONDITIONS.contains(condition)) {
+            warnings.add("unknown_condition");
+            condition = null;
+        }
+
+        Object[] br = text(truthy(brandRaw) ? brandRaw : productBrand, 70);
+        if ((Boolean) br[1]) {
+            warnings.add("brand_truncated");
+        }
+        f.put("brand", (String) br[0]);
+        String gtin = truthy(gtinRaw) ? gtinRaw : productGtin;
+        if (gtin != null) {
+            gtin = removeSpaceAndDash(gtin);
+        }
+        if (gtin != null && gtin.isEmpty()) {
+            gtin = null;
+        }
+        if (gtin != null && !gtinOk(gtin)) {
+            warnings.add("invalid_gtin");
+            gtin = null;
+        }
+        f.put("gtin", gtin);
+        Object[] mp = text(mpnRaw, 70);
+        if ((Boolean) mp[1]) {
+            warnings.add("mpn_truncated");
+        }
+        f.put("mpn", (String) mp[0]);
+        f.put("product_type", (String) text(categoryPath, 750)[0]);
+
+        if (google) {
+            f.put("availability", availability);
+            f.put("condition", condition);
+            f.put("identifier_exists", gtin == null && mp[0] == null ? "no" : null);
+        } else {
+            f.put("availability", META_AVAILABILITY.get(availability == null ? "" : availability));
+            if (condition == null) {
+                condition = "new";
+                warnings.add("condition_missing");
+            }
+            f.put("condition", condition);
+            if (br[0] == null && gtin == null && mp[0] == null) {
+                errors.add("missing_brand_gtin_mpn");
+            }
+        }
+
+        List<String> missing = new ArrayList<>(2);
+        if (isBlank(offerId)) {
+            missing.add("offer_id");
+        }
+        if (isBlank(title)) {
+            missing.add("title");
+        }
+        if (isBlank(link)) {
+            missing.add("link");
+        }
+        if (isBlank(imageLink)) {
+            missing.add("image_link");
+        }
+        Object amount = price == null ? null : price.get(price.fieldIndex("amount"));
+        if (amount == null) {
+            missing.add("price.amount");
+        }
+        Object currency = price == null ? null : price.get(price.fieldIndex("currency"));
+        if (currency == null || isBlank((String) currency)) {
+            missing.add("price.currency");
+        }
+        if (isBlank(availabilityRaw)) {
+            missing.add("availability");
+        }
+
+        String out = errors.isEmpty() ? render(p, f) : null;
+        return RowFactory.create(out, errors.toArray(new String[0]), warnings.toArray(new String[0]),
+                withPayload ? json(f) : null, missing.toArray(new String[0]));
+    }
+}
