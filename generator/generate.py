@@ -638,33 +638,42 @@ def _jvm_rows(df, plan: EntityPlan):
     from feedgen.generator.jvm import render_column
 
     keys, of_target = _renderer_indices(plan.targets)
-    per_definition = F.array(*[F.array(*[F.lit(t) for t in ts]).cast("array<int>") for ts in plan.def_targets])
     renderer_of = F.array(*[F.lit(r) for r in of_target])
-    df = df.withColumn("_fg_targets", F.flatten(F.transform(F.col(MATCHES), lambda m: F.element_at(per_definition, m + 1))))
+    # higher-order functions (transform, exists, filter) run interpreted, row by row: the
+    # usual plan (feeds only: definition i has target i) needs none of them
+    if all(ts == [i] for i, ts in enumerate(plan.def_targets)):
+        targets = F.col(MATCHES)
+    else:
+        per_definition = F.array(*[F.array(*[F.lit(t) for t in ts]).cast("array<int>") for ts in plan.def_targets])
+        targets = F.flatten(F.transform(F.col(MATCHES), lambda m: F.element_at(per_definition, m + 1)))
+    df = df.withColumn("_fg_targets", targets)
+    if len(keys) > 1:
+        df = df.withColumn("_fg_renderers", F.transform("_fg_targets", lambda t: F.element_at(renderer_of, t + 1)))
     rendered = []
-    def uses(r: int):
-        return lambda t: F.element_at(renderer_of, t + 1) == r
-
+    needs = []
     for r, rk in enumerate(keys):
-        need = F.exists("_fg_targets", uses(r))
+        need = F.array_contains("_fg_renderers", r) if len(keys) > 1 else F.lit(True)
+        needs.append(F.when(need, F.lit(1 << r)).otherwise(F.lit(0)))
         payload = any(t.events for t, tr in zip(plan.targets, of_target, strict=True) if tr == r)
         rendered.append(F.when(need, render_column(rk[0], payload=payload)).alias(f"_fg_o{r}"))
-    df = df.select(F.col(plan.key).alias("_key"), F.col("_fg_targets"), *rendered)
-    df = df.select("*", F.explode("_fg_targets").alias("_t"))
+    # the renderers that ran for this entity, as bits, counted once (on its first target row)
+    used = sum(needs[1:], needs[0])
+    df = df.select(F.col(plan.key).alias("_key"), F.col("_fg_targets"), used.alias("_fg_used"), *rendered)
+    df = df.select("*", F.posexplode("_fg_targets").alias("_pos", "_t"))
     r_of = F.element_at(renderer_of, F.col("_t") + 1)
     out = F.col("_fg_o0")
     if len(keys) > 1:
-        out = F.when(r_of == 0, F.col("_fg_o0"))
+        out = F.when(r_of == 0, out)
         for r in range(1, len(keys)):
             out = out.when(r_of == r, F.col(f"_fg_o{r}"))
-    first = F.col("_t") == F.element_at(F.filter("_fg_targets", lambda t: F.element_at(renderer_of, t + 1) == r_of), 1)
+    first = F.when(F.col("_pos") == 0, F.col("_fg_used"))
     events = [t.index for t in plan.targets if t.events]
     # snapshot rows for the items a target with events keeps, as the Python path
     snap = (F.col("_t").isin(*events) & out.getField("text").isNotNull()) if events else F.lit(False)
     return df.select(
         F.col("_t").cast("int").alias("_t"), "_key", out.getField("text").alias("_text"),
         F.try_element_at(out.getField("errors"), F.lit(1)).alias("_err"), out.getField("warnings").alias("_warnings"),
-        out.getField("missing").alias("_missing"), first.alias("_first"),
+        out.getField("missing").alias("_missing"), first.cast("int").alias("_renders"),
         F.when(snap, F.sha2(out.getField("payload"), 256)).alias("_hash"),
         F.when(snap, out.getField("payload")).alias("_payload"))
 
@@ -686,7 +695,8 @@ def _jvm_partitions(plan: EntityPlan) -> Callable:
 
         context = TaskContext.get()
         partition = context.partitionId() if context else 0
-        _, of_target = _renderer_indices(plan.targets)
+        keys, of_target = _renderer_indices(plan.targets)
+        renderer_count = len(keys)
         run_root = Path(plan.run_root)
         part_max = plan.part_max_raw_bytes
         buffers: dict[int, _Buffer] = defaultdict(_Buffer)
@@ -722,9 +732,9 @@ def _jvm_partitions(plan: EntityPlan) -> Callable:
             tv = targets.to_numpy()
             for t, n in zip(*np.unique(tv, return_counts=True), strict=True):
                 seen[int(t)] += int(n)
-            first = batch.column("_first").to_numpy(zero_copy_only=False)
-            for t, n in zip(*np.unique(tv[first], return_counts=True), strict=True):
-                renders[of_target[int(t)]] += int(n)
+            used = batch.column("_renders").fill_null(0).to_numpy()
+            for r in range(renderer_count):
+                renders[r] += int(np.count_nonzero(used & (1 << r)))
             count_lists(batch.column("_warnings"), targets, warned)
             count_lists(batch.column("_missing"), targets, nulls)
             errors = batch.column("_err")
