@@ -120,10 +120,32 @@ class _Buffer:
     __slots__ = ("chunks", "size", "items", "seq")
 
     def __init__(self) -> None:
-        self.chunks: list[str] = []
+        self.chunks: list[str] | list[bytes] = []
         self.size = 0
         self.items = 0
         self.seq = 0
+
+
+def _flush_part(plan: EntityPlan, partition: int, t: int, fmt: str, buf: _Buffer, raw: bytes) -> tuple:
+    """Write ``buf``'s items (``raw``) as the next part of target ``t``; its ``part`` row."""
+    name = f"part-{partition:05d}-{buf.seq:03d}.{fmt}.gz"
+    info = write_part(Path(plan.run_root) / plan.targets[t].folder, name, raw, buf.items)
+    buf.chunks, buf.size, buf.items = [], 0, 0
+    buf.seq += 1
+    return ("part", t, None, None, None, json.dumps({
+        "path": info.path, "items": info.items, "bytes": info.bytes, "raw_bytes": info.raw_bytes,
+        "sha256": info.sha256, "partition": partition, "seq": buf.seq - 1}))
+
+
+def _stat_rows(renderer_of: Sequence, seen: Counter, renders: Counter, excluded: dict, warned: dict,
+               samples: dict, nulls: dict) -> list[tuple]:
+    """One ``stat`` row per target seen or whose renderer ran in this partition.
+
+    ``renderer_of[t]`` is target t's renderer, the key of ``renders``."""
+    return [("stat", t, None, None, None, json.dumps({
+        "candidates": seen[t], "renders": renders[renderer_of[t]], "excluded": excluded[t],
+        "warnings": warned[t], "samples": samples[t], "nulls": nulls[t]}))
+        for t in sorted(set(seen) | {t for t, r in enumerate(renderer_of) if renders[r]})]
 
 
 def render_partition(plan: EntityPlan, partition: int, rows: Iterable[dict]) -> Iterator[tuple]:
@@ -153,20 +175,12 @@ def render_partition(plan: EntityPlan, partition: int, rows: Iterable[dict]) -> 
     nulls: dict[int, Counter] = defaultdict(Counter)
     seen: Counter = Counter()
     renders: Counter = Counter()
-    run_root = Path(plan.run_root)
     part_max = plan.part_max_raw_bytes
     key_name = plan.key
 
     def flush(t: int, buf: _Buffer) -> tuple:
-        target = plan.targets[t]
         fmt = renderers[target_renderer[t]].fmt
-        name = f"part-{partition:05d}-{buf.seq:03d}.{fmt}.gz"
-        info = write_part(run_root / target.folder, name, "".join(buf.chunks).encode("utf-8"), buf.items)
-        buf.chunks, buf.size, buf.items = [], 0, 0
-        buf.seq += 1
-        return ("part", t, None, None, None, json.dumps({
-            "path": info.path, "items": info.items, "bytes": info.bytes, "raw_bytes": info.raw_bytes,
-            "sha256": info.sha256, "partition": partition, "seq": buf.seq - 1}))
+        return _flush_part(plan, partition, t, fmt, buf, "".join(buf.chunks).encode("utf-8"))
 
     for item in rows:
         matches = item.pop(MATCHES_COLUMN)
@@ -205,10 +219,7 @@ def render_partition(plan: EntityPlan, partition: int, rows: Iterable[dict]) -> 
     for t, buf in buffers.items():
         if buf.items:
             yield flush(t, buf)
-    for t in sorted(set(seen) | {t for t, rk in enumerate(target_renderer) if renders[rk]}):
-        yield ("stat", t, None, None, None, json.dumps({
-            "candidates": seen[t], "renders": renders[target_renderer[t]], "excluded": excluded[t],
-            "warnings": warned[t], "samples": samples[t], "nulls": nulls[t]}))
+    yield from _stat_rows(target_renderer, seen, renders, excluded, warned, samples, nulls)
 
 
 # -- Arrow in, Arrow out ----------------------------------------------------------------------
@@ -697,7 +708,6 @@ def _jvm_partitions(plan: EntityPlan) -> Callable:
         partition = context.partitionId() if context else 0
         keys, of_target = _renderer_indices(plan.targets)
         renderer_count = len(keys)
-        run_root = Path(plan.run_root)
         part_max = plan.part_max_raw_bytes
         buffers: dict[int, _Buffer] = defaultdict(_Buffer)
         seen: Counter = Counter()
@@ -709,14 +719,7 @@ def _jvm_partitions(plan: EntityPlan) -> Callable:
         fmts = {t.index: get_renderer(t.template, t.options).fmt for t in plan.targets}
 
         def flush(t: int, buf: _Buffer) -> pa.RecordBatch:
-            target = plan.targets[t]
-            name = f"part-{partition:05d}-{buf.seq:03d}.{fmts[t]}.gz"
-            info = write_part(run_root / target.folder, name, b"".join(buf.chunks), buf.items)
-            buf.chunks, buf.size, buf.items = [], 0, 0
-            buf.seq += 1
-            return _out_batch(pa, [("part", t, None, None, None, json.dumps({
-                "path": info.path, "items": info.items, "bytes": info.bytes, "raw_bytes": info.raw_bytes,
-                "sha256": info.sha256, "partition": partition, "seq": buf.seq - 1}))])
+            return _out_batch(pa, [_flush_part(plan, partition, t, fmts[t], buf, b"".join(buf.chunks))])
 
         def count_lists(column, targets, into) -> None:
             flat = pc.list_flatten(column)
@@ -783,11 +786,7 @@ def _jvm_partitions(plan: EntityPlan) -> Callable:
         for t, buf in buffers.items():
             if buf.items:
                 yield flush(t, buf)
-        stats = []
-        for t in sorted(set(seen) | {t for t, r in enumerate(of_target) if renders[r]}):
-            stats.append(("stat", t, None, None, None, json.dumps({
-                "candidates": seen[t], "renders": renders[of_target[t]], "excluded": excluded[t],
-                "warnings": warned[t], "samples": samples[t], "nulls": nulls[t]})))
+        stats = _stat_rows(of_target, seen, renders, excluded, warned, samples, nulls)
         if stats:
             yield _out_batch(pa, stats)
 

@@ -18,7 +18,6 @@ import functools
 import hashlib
 import logging
 import os
-import shutil
 import subprocess
 import tempfile
 import zipfile
@@ -49,9 +48,9 @@ def spark_jar() -> str | None:
     jar = _cache_dir() / f"feedgen-jvm-{hashlib.sha256(source).hexdigest()[:16]}.jar"
     if jar.is_file():
         return str(jar)
-    javac = shutil.which("javac", path=os.path.join(os.environ["JAVA_HOME"], "bin")) \
-        if os.environ.get("JAVA_HOME") else None
-    javac = javac or shutil.which("javac")
+    from feedgen.jobs.spark import java_tool
+
+    javac = java_tool("javac")
     if javac is None:
         log.warning("javac not found: built-in offer templates render in Python (slower); "
                     "install a JDK 17+ (apt-get install -y openjdk-17-jdk-headless) to render them in Spark")
@@ -172,13 +171,15 @@ def render_column(name: str, *, payload: bool = True):
     from pyspark.sql import functions as F
 
     c = F.col
-    money = [F.struct(c(m).getField("amount").alias("amount"), c(m).getField("currency").alias("currency"))
-             for m in ("price", "sale_price", "effective_price")]
-    args = [F.lit(_program(name)), F.lit(FLAVOURS[name] + ("+payload" if payload else "")), c("offer_id"), c("title"), c("description"), c("link"),
-            c("image_link"), c("availability"), c("stock"), *money, c("condition"), c("brand"), c("gtin"),
-            c("mpn"), c("category").getField("path"), c("product").getField("name"),
+
+    def money(m: str):
+        # a null struct stays null: RenderOffer reads it as a missing price
+        return F.when(c(m).isNotNull(), F.struct(c(m).getField("amount").alias("amount"),
+                                                 c(m).getField("currency").alias("currency")))
+
+    args = [F.lit(_program(name)), F.lit(FLAVOURS[name] + ("+payload" if payload else "")), c("offer_id"),
+            c("title"), c("description"), c("link"), c("image_link"), c("availability"), c("stock"),
+            money("price"), money("sale_price"), money("effective_price"), c("condition"), c("brand"),
+            c("gtin"), c("mpn"), c("category").getField("path"), c("product").getField("name"),
             c("product").getField("brand"), c("product").getField("gtin")]
-    # a null struct stays null (RenderOffer reads it as a missing price)
-    args[9:12] = [F.when(c(m).isNotNull(), s) for m, s in zip(("price", "sale_price", "effective_price"),
-                                                                args[9:12], strict=True)]
     return F.call_function(JVM_FUNCTION, *args)

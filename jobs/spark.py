@@ -11,10 +11,15 @@ from typing import Any
 from feedgen.jobs.errors import BadInput
 
 
+def java_tool(name: str) -> str | None:
+    """The path of a JDK/JRE program (``java``, ``javac``): JAVA_HOME's first, then the PATH's."""
+    found = shutil.which(name, path=os.path.join(os.environ["JAVA_HOME"], "bin")) if os.environ.get("JAVA_HOME") else None
+    return found or shutil.which(name)
+
+
 def check_java() -> None:
     """Fail in one line, with the fix, when Java 17+ is missing."""
-    java = shutil.which("java", path=os.path.join(os.environ["JAVA_HOME"], "bin")) if os.environ.get("JAVA_HOME") else None
-    java = java or shutil.which("java")
+    java = java_tool("java")
     hint = "install Java 17+ (Debian/Ubuntu: apt-get install -y openjdk-17-jre-headless) or set JAVA_HOME"
     if not java:
         raise BadInput(f"Java not found: PySpark needs Java 17 or newer; {hint}")
