@@ -7,7 +7,9 @@ One Spark job per entity kind:
 3. ``mapInArrow``: each partition turns Arrow batches of only the columns the renderers
    read into plain dicts, renders every entity once per *renderer* (template + render
    options) that any of its matching definitions uses, and appends the fragment to a
-   buffer per output target; buffers become gzip-member part files written by the task;
+   buffer per output target; buffers become gzip-member part files written by the task.
+   When every output uses a built-in offer template, the JVM does all of this instead
+   (generator/jvm/GeneratePass.java, ``_jvm_pass``) and no row goes through Python;
 4. the job's only rows are small: part descriptions, per-target stats (one per partition,
    not per row), and, for definitions with event delivery, the (key, hash, payload)
    snapshot rows; they go to the staging Parquet ``runs/<run_id>/_generate/<entity>/``.
@@ -22,6 +24,7 @@ import shutil
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -35,6 +38,7 @@ from feedgen.jobs.runs import format_ts, run_dir
 STAGING = "_generate"
 PART_MAX_RAW_BYTES = 64 << 20
 SAMPLE_KEYS = 5
+MANIFEST_THREADS = 8
 ROW_SCHEMA = "kind string, target int, key string, hash string, payload string, info string"
 
 
@@ -532,7 +536,7 @@ def generate_entity(spark, aggregate_df, definitions: Sequence[Definition], *, e
         if jvm and not plan.membership and jvm_targets(spark, df.schema, entity, targets):
             say(f"{entity}: rendering in the JVM")
             render_path = "jvm"
-            rows_df = _jvm_rows(df, plan).mapInArrow(_jvm_partitions(plan), ROW_SCHEMA)
+            rows_df = _jvm_pass(spark, df, plan)
         else:
             df = df.select(*_input_columns(df.schema, targets, key, user_templates_dir), F.col(MATCHES))
             rows_df = df.mapInArrow(_arrow_partitions(plan), ROW_SCHEMA)
@@ -562,20 +566,30 @@ def generate_entity(spark, aggregate_df, definitions: Sequence[Definition], *, e
     from feedgen.generator.parts import PartInfo
 
     owner = {t: definitions[i] for i, ts in enumerate(def_targets) for t in ts}
-    out: dict[str, Any] = {}
-    for t in targets:
+    templates_dir = Path(user_templates_dir) if user_templates_dir else None
+
+    def manifest_of(t: Target) -> dict:
         d = owner[t.index]
-        renderer = get_renderer(t.template, t.options, Path(user_templates_dir) if user_templates_dir else None)
+        renderer = get_renderer(t.template, t.options, templates_dir)
         ordered = sorted(parts.get(t.index, []), key=lambda p: (p["partition"], p["seq"]))
         infos = [PartInfo(p["path"], p["items"], p["bytes"], p["raw_bytes"], p["sha256"]) for p in ordered]
         ctx = {"definition_id": d.id, "title": (d.description or d.id), "run_id": run_id,
                "as_of": format_ts(as_of), "link": (d.options or {}).get("link", "")}
         options = t.options or {}
-        manifest = write_manifest(
+        return write_manifest(
             base / t.folder, definition_id=d.id, kind=d.kind, run_id=run_id, as_of=format_ts(as_of),
             template=t.template, fmt=renderer.fmt, header=renderer.header(ctx), footer=renderer.footer(ctx),
             parts=infos, max_file_bytes=options.get("max_file_bytes", renderer.max_file_bytes),
             max_file_items=options.get("max_file_items"))
+
+    # three small files per target: at a thousand targets the file system's latency, not
+    # the CPU, is the cost, so a few threads write them side by side
+    with ThreadPoolExecutor(max_workers=MANIFEST_THREADS) as pool:
+        manifests = list(pool.map(manifest_of, targets))
+    out: dict[str, Any] = {}
+    for t, manifest in zip(targets, manifests, strict=True):
+        d = owner[t.index]
+        renderer = get_renderer(t.template, t.options, templates_dir)
         s = stats.get(t.index) or {"candidates": 0, "renders": 0, "excluded": Counter(), "warnings": Counter(),
                                    "samples": {}, "nulls": Counter()}
         items = manifest["items"]
@@ -637,157 +651,26 @@ def _renderer_indices(targets: Sequence[Target]) -> tuple[list[tuple], list[int]
     return keys, of_target
 
 
-def _jvm_rows(df, plan: EntityPlan):
-    """One row per (entity, matching target): its rendered text or first error, and stats.
+def _jvm_pass(spark, df, plan: EntityPlan):
+    """The pass's part, stat and snap rows, rendered and written by GeneratePass in the JVM.
 
-    Each entity is rendered once per renderer that one of its targets uses (before the
-    explode), then routed to every target of that renderer.
+    The same rows as ``_arrow_partitions``: each entity rendered once per renderer that one
+    of its targets uses, items appended to a buffer per target, buffers written as gzip
+    parts by the task (a part ends after the item that takes it to ``part_max_raw_bytes``
+    bytes); no row goes through Python.
     """
     from pyspark.sql import functions as F
 
     from feedgen.generator.compile import MATCHES
-    from feedgen.generator.jvm import render_column
+    from feedgen.generator.jvm import generate_pass, offer_columns
+    from feedgen.generator.render import get_renderer
 
     keys, of_target = _renderer_indices(plan.targets)
-    renderer_of = F.array(*[F.lit(r) for r in of_target])
-    # higher-order functions (transform, exists, filter) run interpreted, row by row: the
-    # usual plan (feeds only: definition i has target i) needs none of them
-    if all(ts == [i] for i, ts in enumerate(plan.def_targets)):
-        targets = F.col(MATCHES)
-    else:
-        per_definition = F.array(*[F.array(*[F.lit(t) for t in ts]).cast("array<int>") for ts in plan.def_targets])
-        targets = F.flatten(F.transform(F.col(MATCHES), lambda m: F.element_at(per_definition, m + 1)))
-    df = df.withColumn("_fg_targets", targets)
-    if len(keys) > 1:
-        df = df.withColumn("_fg_renderers", F.transform("_fg_targets", lambda t: F.element_at(renderer_of, t + 1)))
-    rendered = []
-    needs = []
-    for r, rk in enumerate(keys):
-        need = F.array_contains("_fg_renderers", r) if len(keys) > 1 else F.lit(True)
-        needs.append(F.when(need, F.lit(1 << r)).otherwise(F.lit(0)))
-        payload = any(t.events for t, tr in zip(plan.targets, of_target, strict=True) if tr == r)
-        rendered.append(F.when(need, render_column(rk[0], payload=payload)).alias(f"_fg_o{r}"))
-    # the renderers that ran for this entity, as bits, counted once (on its first target row)
-    used = sum(needs[1:], needs[0])
-    df = df.select(F.col(plan.key).alias("_key"), F.col("_fg_targets"), used.alias("_fg_used"), *rendered)
-    df = df.select("*", F.posexplode("_fg_targets").alias("_pos", "_t"))
-    r_of = F.element_at(renderer_of, F.col("_t") + 1)
-    out = F.col("_fg_o0")
-    if len(keys) > 1:
-        out = F.when(r_of == 0, out)
-        for r in range(1, len(keys)):
-            out = out.when(r_of == r, F.col(f"_fg_o{r}"))
-    first = F.when(F.col("_pos") == 0, F.col("_fg_used"))
-    events = [t.index for t in plan.targets if t.events]
-    # snapshot rows for the items a target with events keeps, as the Python path
-    snap = (F.col("_t").isin(*events) & out.getField("text").isNotNull()) if events else F.lit(False)
-    return df.select(
-        F.col("_t").cast("int").alias("_t"), "_key", out.getField("text").alias("_text"),
-        F.try_element_at(out.getField("errors"), F.lit(1)).alias("_err"), out.getField("warnings").alias("_warnings"),
-        out.getField("missing").alias("_missing"), first.cast("int").alias("_renders"),
-        F.when(snap, F.sha2(out.getField("payload"), 256)).alias("_hash"),
-        F.when(snap, out.getField("payload")).alias("_payload"))
-
-
-def _jvm_partitions(plan: EntityPlan) -> Callable:
-    """``mapInArrow``: rendered rows → gzip parts written by the task, stats and snapshot rows.
-
-    Python never looks at one item here: texts are grouped by target with Arrow and their
-    bytes cut into parts with numpy; only excluded items and warnings are counted in Python.
-    """
-
-    def run(batches: Iterator) -> Iterator:
-        import numpy as np
-        import pyarrow as pa
-        import pyarrow.compute as pc
-        from pyspark import TaskContext
-
-        from feedgen.generator.render import get_renderer
-
-        context = TaskContext.get()
-        partition = context.partitionId() if context else 0
-        keys, of_target = _renderer_indices(plan.targets)
-        renderer_count = len(keys)
-        part_max = plan.part_max_raw_bytes
-        buffers: dict[int, _Buffer] = defaultdict(_Buffer)
-        seen: Counter = Counter()
-        renders: Counter = Counter()
-        excluded: dict[int, Counter] = defaultdict(Counter)
-        warned: dict[int, Counter] = defaultdict(Counter)
-        nulls: dict[int, Counter] = defaultdict(Counter)
-        samples: dict[int, dict[str, list]] = defaultdict(lambda: defaultdict(list))
-        fmts = {t.index: get_renderer(t.template, t.options).fmt for t in plan.targets}
-
-        def flush(t: int, buf: _Buffer) -> pa.RecordBatch:
-            return _out_batch(pa, [_flush_part(plan, partition, t, fmts[t], buf, b"".join(buf.chunks))])
-
-        def count_lists(column, targets, into) -> None:
-            flat = pc.list_flatten(column)
-            if len(flat):
-                owners = pc.take(targets, pc.list_parent_indices(column)).to_pylist()
-                for t, v in zip(owners, flat.to_pylist(), strict=True):
-                    into[t][v] += 1
-
-        for batch in batches:
-            if batch.num_rows == 0:
-                continue
-            targets = batch.column("_t")
-            tv = targets.to_numpy()
-            for t, n in zip(*np.unique(tv, return_counts=True), strict=True):
-                seen[int(t)] += int(n)
-            used = batch.column("_renders").fill_null(0).to_numpy()
-            for r in range(renderer_count):
-                renders[r] += int(np.count_nonzero(used & (1 << r)))
-            count_lists(batch.column("_warnings"), targets, warned)
-            count_lists(batch.column("_missing"), targets, nulls)
-            errors = batch.column("_err")
-            if errors.null_count < len(errors):
-                bad = pc.is_valid(errors)
-                for t, e, k in zip(pc.filter(targets, bad).to_pylist(), pc.filter(errors, bad).to_pylist(),
-                                   pc.filter(batch.column("_key"), bad).to_pylist(), strict=True):
-                    excluded[t][e] += 1
-                    if len(samples[t][e]) < SAMPLE_KEYS:
-                        samples[t][e].append(k)
-            hashes = batch.column("_hash")
-            if hashes.null_count < len(hashes):
-                keep = pc.is_valid(hashes)
-                n = pc.sum(keep).as_py()
-                yield pa.RecordBatch.from_arrays(
-                    [pa.array(["snap"] * n, pa.string()), pc.filter(targets, keep),
-                     pc.filter(batch.column("_key"), keep), pc.filter(hashes, keep),
-                     pc.filter(batch.column("_payload"), keep), pa.nulls(n, pa.string())],
-                    names=["kind", "target", "key", "hash", "payload", "info"])
-            texts = batch.column("_text")
-            ok = pc.is_valid(texts)
-            kept = pa.table({"t": targets, "text": texts}).filter(ok)
-            if kept.num_rows == 0:
-                continue
-            # a stable sort keeps each target's items in the partition's order
-            kept = kept.take(pc.sort_indices(kept, sort_keys=[("t", "ascending")]))
-            tk = kept.column("t").to_numpy()
-            text = kept.column("text").combine_chunks()
-            offsets = np.frombuffer(text.buffers()[1], dtype=np.int32)[text.offset:text.offset + len(text) + 1]
-            data = memoryview(text.buffers()[2])
-            bounds = [0, *(np.flatnonzero(np.diff(tk)) + 1).tolist(), len(tk)]
-            for a, z in zip(bounds[:-1], bounds[1:], strict=True):
-                t = int(tk[a])
-                buf = buffers[t]
-                while a < z:
-                    # as the Python path: a part ends after the item that takes it to part_max
-                    ends = offsets[a + 1:z + 1] - offsets[a]
-                    k = int(np.searchsorted(ends, part_max - buf.size, side="left")) + 1
-                    k = min(k, z - a)
-                    buf.chunks.append(bytes(data[offsets[a]:offsets[a + k]]))
-                    buf.size += int(ends[k - 1])
-                    buf.items += k
-                    a += k
-                    if buf.size >= part_max:
-                        yield flush(t, buf)
-        for t, buf in buffers.items():
-            if buf.items:
-                yield flush(t, buf)
-        stats = _stat_rows(of_target, seen, renders, excluded, warned, samples, nulls)
-        if stats:
-            yield _out_batch(pa, stats)
-
-    return run
+    renderers = [{"template": rk[0], "payload": any(t.events for t, r in zip(plan.targets, of_target, strict=True)
+                                                    if r == n)} for n, rk in enumerate(keys)]
+    targets = [{"folder": t.folder, "fmt": get_renderer(t.template, t.options).fmt, "events": t.events,
+                "renderer": of_target[t.index]} for t in plan.targets]
+    columns = [F.col(plan.key).cast("string").alias("_key"), *offer_columns(), F.col(MATCHES).cast("array<int>")]
+    return generate_pass(spark, df.select(*columns), {
+        "run_root": plan.run_root, "part_max": plan.part_max_raw_bytes, "sample_keys": SAMPLE_KEYS,
+        "targets": targets, "def_targets": plan.def_targets, "renderers": renderers})

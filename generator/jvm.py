@@ -1,12 +1,14 @@
-"""The built-in offer templates rendered in the JVM, by a Java UDF (generator/jvm/RenderOffer.java).
+"""The built-in offer templates rendered in the JVM (generator/jvm/*.java).
 
 At a million offers the Python renderer bounds the generator (Arrow → dict → Jinja costs
 about 120 µs of CPU per offer). ``RenderOffer`` applies the same rules as render.py to the
 aggregate's columns inside Spark, and writes the item with the template's own
 ``item.*.j2``, compiled here from Jinja's syntax tree into a small program (text, field,
 if-field, csv row). A template using anything else is not compiled and renders in Python.
+``GeneratePass`` runs a whole generator pass with it (render, route to targets, write gzip
+parts; ``generate_pass``); ``render_column`` is the same rules as a Spark UDF.
 
-The Java source ships with the package and is compiled with ``javac`` into a jar under
+The Java sources ship with the package and are compiled with ``javac`` into a jar under
 the user's cache folder the first time a SparkSession is built (``spark_jar``); without a
 JDK everything renders in Python. tests/test_render_jvm.py renders random and hostile
 offers both ways and requires the same text, errors, warnings, payload and missing fields.
@@ -23,11 +25,11 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-__all__ = ["JVM_FUNCTION", "jvm_renderable", "render_column", "spark_jar"]
+__all__ = ["JVM_FUNCTION", "generate_pass", "jvm_renderable", "offer_columns", "render_column", "spark_jar"]
 
 log = logging.getLogger(__name__)
 
-SOURCE = Path(__file__).parent / "jvm" / "RenderOffer.java"
+SOURCES = sorted((Path(__file__).parent / "jvm").glob("*.java"))
 JVM_CLASS = "feedgen.jvm.RenderOffer"
 JVM_FUNCTION = "feedgen_render_offer"
 RETURN_TYPE = ("struct<text:string,errors:array<string>,warnings:array<string>,payload:string,"
@@ -43,9 +45,11 @@ def _cache_dir() -> Path:
 
 
 def spark_jar() -> str | None:
-    """The jar with RenderOffer, compiled from the source on first use; None without javac."""
-    source = SOURCE.read_bytes()
-    jar = _cache_dir() / f"feedgen-jvm-{hashlib.sha256(source).hexdigest()[:16]}.jar"
+    """The jar with RenderOffer and GeneratePass, compiled from the sources on first use; None without javac."""
+    digest = hashlib.sha256()
+    for path in SOURCES:
+        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    jar = _cache_dir() / f"feedgen-jvm-{digest.hexdigest()[:16]}.jar"
     if jar.is_file():
         return str(jar)
     from feedgen.jobs.spark import java_tool
@@ -60,7 +64,7 @@ def spark_jar() -> str | None:
     classpath = os.path.join(os.path.dirname(pyspark.__file__), "jars", "*")
     jar.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="feedgen-jvm-") as tmp:
-        done = subprocess.run([javac, "--release", "17", "-nowarn", "-cp", classpath, "-d", tmp, str(SOURCE)],
+        done = subprocess.run([javac, "--release", "17", "-nowarn", "-cp", classpath, "-d", tmp, *map(str, SOURCES)],
                               capture_output=True, text=True)
         if done.returncode != 0:
             log.warning("javac failed, built-in offer templates render in Python: %s", done.stderr[-2000:])
@@ -165,9 +169,8 @@ def _schema_ok(schema) -> bool:
     return True
 
 
-def render_column(name: str, *, payload: bool = True):
-    """The struct Column (text, errors, warnings, payload, missing) of template ``name``;
-    ``payload`` is null unless asked for (building it is a third of the work)."""
+def offer_columns() -> list:
+    """The aggregate columns RenderOffer reads, in its argument order (prices as struct(amount, currency))."""
     from pyspark.sql import functions as F
 
     c = F.col
@@ -177,9 +180,32 @@ def render_column(name: str, *, payload: bool = True):
         return F.when(c(m).isNotNull(), F.struct(c(m).getField("amount").alias("amount"),
                                                  c(m).getField("currency").alias("currency")))
 
-    args = [F.lit(_program(name)), F.lit(FLAVOURS[name] + ("+payload" if payload else "")), c("offer_id"),
-            c("title"), c("description"), c("link"), c("image_link"), c("availability"), c("stock"),
+    return [c("offer_id"), c("title"), c("description"), c("link"), c("image_link"), c("availability"), c("stock"),
             money("price"), money("sale_price"), money("effective_price"), c("condition"), c("brand"),
             c("gtin"), c("mpn"), c("category").getField("path"), c("product").getField("name"),
             c("product").getField("brand"), c("product").getField("gtin")]
-    return F.call_function(JVM_FUNCTION, *args)
+
+
+def render_column(name: str, *, payload: bool = True):
+    """The struct Column (text, errors, warnings, payload, missing) of template ``name``;
+    ``payload`` is null unless asked for (building it is a third of the work)."""
+    from pyspark.sql import functions as F
+
+    flavour = FLAVOURS[name] + ("+payload" if payload else "")
+    return F.call_function(JVM_FUNCTION, F.lit(_program(name)), F.lit(flavour), *offer_columns())
+
+
+def generate_pass(spark, df, plan: dict):
+    """GeneratePass over ``df``: the part, stat and snap rows of a pass whose targets all render here.
+
+    ``plan`` has run_root, part_max, sample_keys, targets (folder, fmt, events, renderer),
+    def_targets and renderers (template name, payload); see GeneratePass.java."""
+    import json
+
+    from pyspark.sql import DataFrame
+
+    plan = {**plan, "renderers": [{"program": _program(r["template"]), "google": FLAVOURS[r["template"]] == "google",
+                                   "payload": r["payload"]} for r in plan["renderers"]]}
+    jvm = spark.sparkContext._jvm
+    jdf = jvm.feedgen.jvm.GeneratePass.run(df._jdf, json.dumps(plan))
+    return DataFrame(jdf, spark)

@@ -345,10 +345,14 @@ def test_jvm_and_python_renderers_write_the_same_feeds_stats_and_snapshots(spark
         {"id": "meta-csv", "template": "meta_catalog_csv", "where": {"field": "seller_id", "in": ["s-0", "s-2"]},
          "options": {"max_file_items": 5}},
     ]}
+    # rows in a fixed order in 2 partitions: a repartition's order would depend on the columns each path reads
+    df = spark.createDataFrame(spark.sparkContext.parallelize(rows, 2), OFFER_AGGREGATE_SCHEMA)
+    definitions = list(definitions_from_mapping(mapping))
     out = {}
     for jvm in (True, False):
         root = tmp_path / str(jvm)
-        stats = generate(spark, root, rows, mapping, jvm=jvm, part_max_raw_bytes=2000)
+        stats = generate_entity(spark, df, definitions, entity="offer", root=root, run_id="20261122T030500Z-aaaaaa",
+                                as_of=AS_OF, jvm=jvm, part_max_raw_bytes=2000)
         docs = {d: assemble(folder(root, stats, d)) for d in stats}
         snaps = sorted(tuple(r) for r in snapshot_items(spark, root, "20261122T030500Z-aaaaaa", "offer",
                                                         stats["google-all"]["target"]).collect())

@@ -9,8 +9,6 @@ import java.util.List;
 import java.util.Locale;
 import java.util.Map;
 import java.util.Set;
-import java.util.TreeMap;
-import java.util.concurrent.ConcurrentHashMap;
 
 import org.apache.spark.sql.Row;
 import org.apache.spark.sql.RowFactory;
@@ -270,8 +268,8 @@ public final class RenderOffer implements UDF20<String, String, String, String, 
         if (row == null) {
             return null;
         }
-        Object a = row.get(row.fieldIndex("amount"));
-        Object c = row.get(row.fieldIndex("currency"));
+        Object a = row.get(0);   // struct(amount, currency), as the callers build it
+        Object c = row.get(1);
         if (a == null || !(c instanceof String)) {
             return null;
         }
@@ -322,27 +320,97 @@ public final class RenderOffer implements UDF20<String, String, String, String, 
         return b.toString();
     }
 
+    // ---------------------------------------------------------------- the prepared fields
+
+    // the fields render.py's prepare step hands the item template, by index
+    static final String[] FIELDS = {
+        "availability", "brand", "condition", "description", "gtin", "id", "identifier_exists", "image_link",
+        "link", "mpn", "price", "product_type", "sale_price", "title",
+    };   // sorted: the payload's key order (json.dumps(sort_keys=True))
+    static final int AVAILABILITY_F = 0;
+    static final int BRAND = 1;
+    static final int CONDITION = 2;
+    static final int DESCRIPTION = 3;
+    static final int GTIN = 4;
+    static final int ID = 5;
+    static final int IDENTIFIER_EXISTS = 6;
+    static final int IMAGE_LINK = 7;
+    static final int LINK = 8;
+    static final int MPN = 9;
+    static final int PRICE = 10;
+    static final int PRODUCT_TYPE = 11;
+    static final int SALE_PRICE = 12;
+    static final int TITLE = 13;
+
+    static int fieldIndex(String name) {
+        int i = Arrays.binarySearch(FIELDS, name);
+        return i < 0 ? -1 : i;   // a name the prepare step does not set reads as None
+    }
+
     // ---------------------------------------------------------------- the template program
 
-    static final class Program {
+    static final int OP_TEXT = 0;
+    static final int OP_VALUE = 1;
+    static final int OP_IF = 2;
+    static final int OP_END = 3;
+    static final int OP_ROW = 4;
+
+    /** An item template compiled by generator/jvm.py: ops over field indices, parsed once. */
+    static final class Program implements java.io.Serializable {
+        private static final long serialVersionUID = 1L;
         final boolean autoescape;
         final String sep;
         final boolean neutralise;
-        final String[] ops;   // "T<text>", "V<field>", "I<field>", "E", "R<field>,<field>,..."
+        final int[] kinds;
+        final String[] texts;
+        final int[] fields;
+        final int[][] rows;
+        final String source;
 
         Program(String source) {
+            this.source = source;
             String[] parts = source.split("\u0001", -1);
             autoescape = parts[0].equals("1");
             sep = parts[1];
             neutralise = parts[2].equals("1");
-            ops = Arrays.copyOfRange(parts, 3, parts.length);
+            int n = parts.length - 3;
+            kinds = new int[n];
+            texts = new String[n];
+            fields = new int[n];
+            rows = new int[n][];
+            for (int k = 0; k < n; k++) {
+                String op = parts[k + 3];
+                String arg = op.substring(1);
+                switch (op.charAt(0)) {
+                    case 'T': kinds[k] = OP_TEXT; texts[k] = arg; break;
+                    case 'V': kinds[k] = OP_VALUE; fields[k] = fieldIndex(arg); break;
+                    case 'I': kinds[k] = OP_IF; fields[k] = fieldIndex(arg); break;
+                    case 'E': kinds[k] = OP_END; break;
+                    case 'R':
+                        kinds[k] = OP_ROW;
+                        String[] names = arg.split(",", -1);
+                        rows[k] = new int[names.length];
+                        for (int i = 0; i < names.length; i++) {
+                            rows[k][i] = fieldIndex(names[i]);
+                        }
+                        break;
+                    default: throw new IllegalArgumentException("unknown op " + op);
+                }
+            }
         }
     }
 
-    static final ConcurrentHashMap<String, Program> PROGRAMS = new ConcurrentHashMap<>();
-
     static void escape(StringBuilder b, String s) {
-        for (int i = 0; i < s.length(); i++) {
+        int first = 0;
+        while (first < s.length()) {
+            char c = s.charAt(first);
+            if (c == '&' || c == '<' || c == '>' || c == '"' || c == '\'') {
+                break;
+            }
+            first++;
+        }
+        b.append(s, 0, first);
+        for (int i = first; i < s.length(); i++) {
             char c = s.charAt(i);
             switch (c) {
                 case '&': b.append("&amp;"); break;
@@ -381,19 +449,22 @@ public final class RenderOffer implements UDF20<String, String, String, String, 
         }
     }
 
-    static String render(Program p, Map<String, String> f) {
+    static String get(String[] f, int i) {
+        return i < 0 ? null : f[i];
+    }
+
+    static String render(Program p, String[] f) {
         StringBuilder b = new StringBuilder(1024);
         int skip = 0;   // depth of false ifs we are inside
-        for (String op : p.ops) {
-            char kind = op.charAt(0);
-            String arg = op.substring(1);
-            if (kind == 'I') {
-                if (skip > 0 || !truthy(f.get(arg))) {
+        for (int k = 0; k < p.kinds.length; k++) {
+            int kind = p.kinds[k];
+            if (kind == OP_IF) {
+                if (skip > 0 || !truthy(get(f, p.fields[k]))) {
                     skip++;
                 }
                 continue;
             }
-            if (kind == 'E') {
+            if (kind == OP_END) {
                 if (skip > 0) {
                     skip--;
                 }
@@ -402,24 +473,24 @@ public final class RenderOffer implements UDF20<String, String, String, String, 
             if (skip > 0) {
                 continue;
             }
-            if (kind == 'T') {
-                b.append(arg);
-            } else if (kind == 'V') {
-                String v = f.get(arg);
+            if (kind == OP_TEXT) {
+                b.append(p.texts[k]);
+            } else if (kind == OP_VALUE) {
+                String v = get(f, p.fields[k]);
                 v = v == null ? "None" : v;
                 if (p.autoescape) {
                     escape(b, v);
                 } else {
                     b.append(v);
                 }
-            } else if (kind == 'R') {
+            } else {
                 StringBuilder row = new StringBuilder();
-                String[] names = arg.split(",", -1);
+                int[] names = p.rows[k];
                 for (int i = 0; i < names.length; i++) {
                     if (i > 0) {
                         row.append(p.sep);
                     }
-                    cell(row, f.get(names[i]), p.sep, p.neutralise);
+                    cell(row, get(f, names[i]), p.sep, p.neutralise);
                 }
                 if (p.autoescape) {
                     escape(b, row.toString());
@@ -434,21 +505,24 @@ public final class RenderOffer implements UDF20<String, String, String, String, 
     // ---------------------------------------------------------------- payload JSON
 
     /** json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False) */
-    static String json(Map<String, String> fields) {
+    static String json(String[] f, boolean google) {
         StringBuilder b = new StringBuilder(512);
         b.append('{');
         boolean first = true;
-        for (Map.Entry<String, String> e : new TreeMap<>(fields).entrySet()) {
+        for (int i = 0; i < FIELDS.length; i++) {
+            if (i == IDENTIFIER_EXISTS && !google) {
+                continue;   // the Meta prepare step does not set it
+            }
             if (!first) {
                 b.append(',');
             }
             first = false;
-            jsonString(b, e.getKey());
+            jsonString(b, FIELDS[i]);
             b.append(':');
-            if (e.getValue() == null) {
+            if (f[i] == null) {
                 b.append("null");
             } else {
-                jsonString(b, e.getValue());
+                jsonString(b, f[i]);
             }
         }
         return b.append('}').toString();
@@ -477,23 +551,46 @@ public final class RenderOffer implements UDF20<String, String, String, String, 
         b.append('"');
     }
 
-    // ---------------------------------------------------------------- the UDF
+    // ---------------------------------------------------------------- one offer
 
-    @Override
-    public Row call(String program, String flavour, String offerId, String title, String description, String link,
-                    String imageLink, String availabilityRaw, Integer stock, Row price, Row salePrice,
-                    Row effectivePrice, String conditionRaw, String brandRaw, String gtinRaw, String mpnRaw,
-                    String categoryPath, String productName, String productBrand, String productGtin) {
-        Program p = PROGRAMS.computeIfAbsent(program, Program::new);
-        // "google" or "meta", "+payload" when the caller keeps the snapshot payload
-        boolean google = flavour.startsWith("google");
-        boolean withPayload = flavour.endsWith("+payload");
+    static final String[] NONE = new String[0];
+
+    /** What rendering one offer gives: text is null when errors[0] leaves it out. */
+    static final class Result {
+        final String text;
+        final String[] errors;
+        final String[] warnings;
+        final String payload;
+        final String[] missing;
+
+        Result(String text, String[] errors, String[] warnings, String payload, String[] missing) {
+            this.text = text;
+            this.errors = errors;
+            this.warnings = warnings;
+            this.payload = payload;
+            this.missing = missing;
+        }
+    }
+
+    static String[] array(List<String> list) {
+        return list.isEmpty() ? NONE : list.toArray(NONE);
+    }
+
+    /**
+     * Render one offer. {@code price}, {@code salePrice} and {@code effectivePrice} are
+     * struct(amount decimal, currency string) rows, null when the offer has none.
+     */
+    static Result renderOffer(Program p, boolean google, boolean withPayload, String offerId, String title,
+                              String description, String link, String imageLink, String availabilityRaw,
+                              Integer stock, Row price, Row salePrice, Row effectivePrice, String conditionRaw,
+                              String brandRaw, String gtinRaw, String mpnRaw, String categoryPath,
+                              String productName, String productBrand, String productGtin) {
         int idMax = google ? 50 : 100;
         int titleMax = google ? 150 : 200;
         int descriptionMax = google ? 5000 : 9999;
         List<String> errors = new ArrayList<>(2);
         List<String> warnings = new ArrayList<>(2);
-        Map<String, String> f = new HashMap<>(32);
+        String[] f = new String[FIELDS.length];
 
         String id = offerId == null ? "" : strip(xmlClean(offerId));
         if (id.isEmpty()) {
@@ -501,7 +598,7 @@ public final class RenderOffer implements UDF20<String, String, String, String, 
         } else if (length(id) > idMax) {
             errors.add("id_too_long");
         }
-        f.put("id", id);
+        f[ID] = id;
 
         Object[] t = text(title, titleMax);
         if (t[0] == null) {
@@ -513,7 +610,7 @@ public final class RenderOffer implements UDF20<String, String, String, String, 
         } else if ((Boolean) t[1]) {
             warnings.add("title_truncated");
         }
-        f.put("title", titleText);
+        f[TITLE] = titleText;
 
         Object[] d = longText(description, descriptionMax);
         String desc = (String) d[0];
@@ -523,18 +620,18 @@ public final class RenderOffer implements UDF20<String, String, String, String, 
         } else if ((Boolean) d[1]) {
             warnings.add("description_truncated");
         }
-        f.put("description", desc);
+        f[DESCRIPTION] = desc;
 
         String l = url(link);
         if (l == null) {
             errors.add(truthy(link) ? "bad_link" : "missing_link");
         }
-        f.put("link", l);
+        f[LINK] = l;
         String img = url(imageLink);
         if (img == null) {
             errors.add(truthy(imageLink) ? "bad_image_link" : "missing_image_link");
         }
-        f.put("image_link", img);
+        f[IMAGE_LINK] = img;
 
         String availability = truthy(availabilityRaw)
                 ? AVAILABILITY.get(strip(availabilityRaw).toLowerCase(Locale.ROOT)) : null;
@@ -550,12 +647,11 @@ public final class RenderOffer implements UDF20<String, String, String, String, 
         Object[] pm = money(price);
         String sale = null;
         if (pm == null) {
-            Object amount = price == null ? null : price.get(price.fieldIndex("amount"));
+            Object amount = price == null ? null : price.get(0);
             boolean zero = amount == null || ((BigDecimal) amount).signum() == 0;
             errors.add(zero ? "missing_price" : "bad_price");
-            f.put("price", null);
         } else {
-            f.put("price", formatMoney(pm));
+            f[PRICE] = formatMoney(pm);
             Object[] best = null;
             Object[] sellerSale = money(salePrice);
             for (Object[] cand : new Object[][] {money(effectivePrice), sellerSale}) {
@@ -570,7 +666,7 @@ public final class RenderOffer implements UDF20<String, String, String, String, 
             }
             sale = best == null ? null : formatMoney(best);
         }
-        f.put("sale_price", sale);
+        f[SALE_PRICE] = sale;
 
         String condition = truthy(conditionRaw) ? strip(conditionRaw).toLowerCase(Locale.ROOT) : null;
         if (condition != null && !CONDITIONS.contains(condition)) {
@@ -582,7 +678,7 @@ public final class RenderOffer implements UDF20<String, String, String, String, 
         if ((Boolean) br[1]) {
             warnings.add("brand_truncated");
         }
-        f.put("brand", (String) br[0]);
+        f[BRAND] = (String) br[0];
         String gtin = truthy(gtinRaw) ? gtinRaw : productGtin;
         if (gtin != null) {
             gtin = removeSpaceAndDash(gtin);
@@ -594,25 +690,25 @@ public final class RenderOffer implements UDF20<String, String, String, String, 
             warnings.add("invalid_gtin");
             gtin = null;
         }
-        f.put("gtin", gtin);
+        f[GTIN] = gtin;
         Object[] mp = text(mpnRaw, 70);
         if ((Boolean) mp[1]) {
             warnings.add("mpn_truncated");
         }
-        f.put("mpn", (String) mp[0]);
-        f.put("product_type", (String) text(categoryPath, 750)[0]);
+        f[MPN] = (String) mp[0];
+        f[PRODUCT_TYPE] = (String) text(categoryPath, 750)[0];
 
         if (google) {
-            f.put("availability", availability);
-            f.put("condition", condition);
-            f.put("identifier_exists", gtin == null && mp[0] == null ? "no" : null);
+            f[AVAILABILITY_F] = availability;
+            f[CONDITION] = condition;
+            f[IDENTIFIER_EXISTS] = gtin == null && mp[0] == null ? "no" : null;
         } else {
-            f.put("availability", META_AVAILABILITY.get(availability == null ? "" : availability));
+            f[AVAILABILITY_F] = META_AVAILABILITY.get(availability == null ? "" : availability);
             if (condition == null) {
                 condition = "new";
                 warnings.add("condition_missing");
             }
-            f.put("condition", condition);
+            f[CONDITION] = condition;
             if (br[0] == null && gtin == null && mp[0] == null) {
                 errors.add("missing_brand_gtin_mpn");
             }
@@ -631,11 +727,10 @@ public final class RenderOffer implements UDF20<String, String, String, String, 
         if (isBlank(imageLink)) {
             missing.add("image_link");
         }
-        Object amount = price == null ? null : price.get(price.fieldIndex("amount"));
-        if (amount == null) {
+        if ((price == null ? null : price.get(0)) == null) {
             missing.add("price.amount");
         }
-        Object currency = price == null ? null : price.get(price.fieldIndex("currency"));
+        Object currency = price == null ? null : price.get(1);
         if (currency == null || isBlank((String) currency)) {
             missing.add("price.currency");
         }
@@ -644,7 +739,27 @@ public final class RenderOffer implements UDF20<String, String, String, String, 
         }
 
         String out = errors.isEmpty() ? render(p, f) : null;
-        return RowFactory.create(out, errors.toArray(new String[0]), warnings.toArray(new String[0]),
-                withPayload ? json(f) : null, missing.toArray(new String[0]));
+        return new Result(out, array(errors), array(warnings), withPayload ? json(f, google) : null, array(missing));
+    }
+
+    // ---------------------------------------------------------------- the UDF
+
+    private transient Program last;
+
+    @Override
+    public Row call(String program, String flavour, String offerId, String title, String description, String link,
+                    String imageLink, String availabilityRaw, Integer stock, Row price, Row salePrice,
+                    Row effectivePrice, String conditionRaw, String brandRaw, String gtinRaw, String mpnRaw,
+                    String categoryPath, String productName, String productBrand, String productGtin) {
+        // the program is the same literal on every row: parse it once per task
+        Program p = last;
+        if (p == null || !p.source.equals(program)) {
+            p = last = new Program(program);
+        }
+        // "google" or "meta", "+payload" when the caller keeps the snapshot payload
+        Result r = renderOffer(p, flavour.startsWith("google"), flavour.endsWith("+payload"), offerId, title,
+                description, link, imageLink, availabilityRaw, stock, price, salePrice, effectivePrice,
+                conditionRaw, brandRaw, gtinRaw, mpnRaw, categoryPath, productName, productBrand, productGtin);
+        return RowFactory.create(r.text, r.errors, r.warnings, r.payload, r.missing);
     }
 }
