@@ -38,7 +38,7 @@ from feedgen.jobs.runs import format_ts, run_dir
 STAGING = "_generate"
 PART_MAX_RAW_BYTES = 64 << 20
 SAMPLE_KEYS = 5
-MANIFEST_THREADS = 8
+MANIFEST_THREADS = 4
 ROW_SCHEMA = "kind string, target int, key string, hash string, payload string, info string"
 
 

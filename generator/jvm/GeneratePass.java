@@ -24,12 +24,14 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 
 import org.apache.spark.TaskContext;
-import org.apache.spark.api.java.function.MapPartitionsFunction;
-import org.apache.spark.sql.Dataset;
-import org.apache.spark.sql.Encoders;
+import org.apache.spark.api.java.JavaRDD;
+import org.apache.spark.api.java.function.FlatMapFunction;
 import org.apache.spark.sql.Row;
 import org.apache.spark.sql.RowFactory;
+import org.apache.spark.sql.catalyst.InternalRow;
+import org.apache.spark.sql.classic.Dataset;
 import org.apache.spark.sql.types.DataTypes;
+import org.apache.spark.sql.types.Decimal;
 import org.apache.spark.sql.types.StructType;
 
 /**
@@ -46,7 +48,7 @@ import org.apache.spark.sql.types.StructType;
  * condition, brand, gtin, mpn, category path, product name, product brand, product gtin,
  * and the definition indices the row matches (array of int).
  */
-public final class GeneratePass implements MapPartitionsFunction<Row, Row> {
+public final class GeneratePass implements FlatMapFunction<Iterator<InternalRow>, Row> {
 
     private static final long serialVersionUID = 1L;
     static final StructType OUT = new StructType()
@@ -109,13 +111,17 @@ public final class GeneratePass implements MapPartitionsFunction<Row, Row> {
         }
     }
 
-    /** ``df`` (the input columns above) → the pass's part, stat and snap rows. */
+    /**
+     * ``df`` (the input columns above) → the pass's part, stat and snap rows. The tasks read
+     * Spark's internal rows: no Row object per offer.
+     */
     public static Dataset<Row> run(Dataset<Row> df, String planJson) throws JsonProcessingException {
-        return df.mapPartitions(new GeneratePass(planJson), Encoders.row(OUT));
+        JavaRDD<Row> rows = df.queryExecution().toRdd().toJavaRDD().mapPartitions(new GeneratePass(planJson));
+        return df.sparkSession().createDataFrame(rows, OUT);
     }
 
     @Override
-    public Iterator<Row> call(Iterator<Row> input) {
+    public Iterator<Row> call(Iterator<InternalRow> input) {
         TaskContext context = TaskContext.get();
         return context == null ? new Task(0, 0, input)
                 : new Task(context.partitionId(), context.taskAttemptId(), input);
@@ -170,6 +176,20 @@ public final class GeneratePass implements MapPartitionsFunction<Row, Row> {
         }
     }
 
+    static String string(InternalRow row, int i) {
+        return row.isNullAt(i) ? null : row.getUTF8String(i).toString();
+    }
+
+    /** A struct(amount decimal(18,2), currency string) column, as the Python side selects it. */
+    static RenderOffer.Cash cash(InternalRow row, int i) {
+        if (row.isNullAt(i)) {
+            return null;
+        }
+        InternalRow m = row.getStruct(i, 2);
+        Decimal amount = m.isNullAt(0) ? null : m.getDecimal(0, 18, 2);
+        return new RenderOffer.Cash(amount == null ? null : amount.toJavaBigDecimal(), string(m, 1));
+    }
+
     static String hex(byte[] digest) {
         StringBuilder b = new StringBuilder(digest.length * 2);
         for (byte x : digest) {
@@ -182,7 +202,7 @@ public final class GeneratePass implements MapPartitionsFunction<Row, Row> {
     final class Task implements Iterator<Row> {
         final int partition;
         final long attempt;
-        final Iterator<Row> input;
+        final Iterator<InternalRow> input;
         final ArrayDeque<Row> pending = new ArrayDeque<>();
         final Buffer[] buffers = new Buffer[folders.length];
         final boolean[] made = new boolean[folders.length];
@@ -202,7 +222,7 @@ public final class GeneratePass implements MapPartitionsFunction<Row, Row> {
         final MessageDigest sha;
         boolean done;
 
-        Task(int partition, long attempt, Iterator<Row> input) {
+        Task(int partition, long attempt, Iterator<InternalRow> input) {
             this.partition = partition;
             this.attempt = attempt;
             this.input = input;
@@ -233,21 +253,21 @@ public final class GeneratePass implements MapPartitionsFunction<Row, Row> {
             return pending.poll();
         }
 
-        void process(Row row) {
-            String key = row.getString(0);
+        void process(InternalRow row) {
+            String key = string(row, 0);
             Arrays.fill(results, null);
-            List<Integer> matches = row.getList(MATCHES);
-            for (Integer m : matches) {
+            int[] matches = row.getArray(MATCHES).toIntArray();
+            for (int m : matches) {
                 for (int t : defTargets[m]) {
                     int r = rendererOf[t];
                     RenderOffer.Result result = results[r];
                     if (result == null) {
                         result = results[r] = RenderOffer.renderOffer(programs[r], google[r], payload[r],
-                                row.getString(1), row.getString(2), row.getString(3), row.getString(4),
-                                row.getString(5), row.getString(6), row.isNullAt(7) ? null : row.getInt(7),
-                                row.getStruct(8), row.getStruct(9), row.getStruct(10), row.getString(11),
-                                row.getString(12), row.getString(13), row.getString(14), row.getString(15),
-                                row.getString(16), row.getString(17), row.getString(18));
+                                string(row, 1), string(row, 2), string(row, 3), string(row, 4), string(row, 5),
+                                string(row, 6), row.isNullAt(7) ? null : row.getInt(7), cash(row, 8),
+                                cash(row, 9), cash(row, 10), string(row, 11), string(row, 12), string(row, 13),
+                                string(row, 14), string(row, 15), string(row, 16), string(row, 17),
+                                string(row, 18));
                         texts[r] = result.text == null ? null : result.text.getBytes(StandardCharsets.UTF_8);
                         renders[r]++;
                     }

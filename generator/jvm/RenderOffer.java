@@ -53,8 +53,29 @@ public final class RenderOffer implements UDF20<String, String, String, String, 
         return c == 0x09 || c == 0x0A || c == 0x0D || c == 0x85 || c == 0x2028 || c == 0x2029;
     }
 
+    /** Whether no character of s is a surrogate or one xmlChar (or textChar) refuses: the common case. */
+    static boolean plain(String s, boolean breaks) {
+        for (int i = 0; i < s.length(); i++) {
+            char c = s.charAt(i);
+            if (c >= 0x20 && c <= 0x7E) {
+                continue;
+            }
+            if ((c >= 0xA0 && c <= 0xD7FF) || (c >= 0xE000 && c <= 0xFFFD)) {
+                continue;
+            }
+            if (breaks && (c == 0x09 || c == 0x0A || c == 0x0D)) {
+                continue;
+            }
+            return false;
+        }
+        return true;
+    }
+
     /** xmlsafe.xml_clean */
     static String xmlClean(String s) {
+        if (plain(s, true)) {
+            return s;
+        }
         int n = s.length();
         int i = 0;
         while (i < n) {
@@ -81,6 +102,9 @@ public final class RenderOffer implements UDF20<String, String, String, String, 
 
     /** xmlsafe.text_clean */
     static String textClean(String s) {
+        if (plain(s, false)) {
+            return s;
+        }
         int n = s.length();
         boolean bad = false;
         for (int i = 0; i < n; ) {
@@ -138,6 +162,17 @@ public final class RenderOffer implements UDF20<String, String, String, String, 
 
     /** " ".join(s.split()) */
     static String singleSpaced(String s) {
+        int n0 = s.length();
+        boolean ok = n0 > 0 && !isSpace(s.charAt(0)) && !isSpace(s.charAt(n0 - 1));
+        for (int i = 1; ok && i < n0; i++) {
+            char c = s.charAt(i);
+            if (c == ' ' ? s.charAt(i - 1) == ' ' : (c <= 0x20 || c >= 0x85) && isSpace(c)) {
+                ok = false;
+            }
+        }
+        if (ok) {
+            return s;   // already single-spaced
+        }
         StringBuilder b = new StringBuilder(s.length());
         int n = s.length();
         int i = 0;
@@ -263,18 +298,29 @@ public final class RenderOffer implements UDF20<String, String, String, String, 
         META_AVAILABILITY.put("backorder", "available for order");
     }
 
+    /** A money struct of the aggregate: amount and currency, either may be null. */
+    static final class Cash {
+        final BigDecimal amount;
+        final String currency;
+
+        Cash(BigDecimal amount, String currency) {
+            this.amount = amount;
+            this.currency = currency;
+        }
+
+        /** struct(amount, currency) as a UDF argument, null for a null struct. */
+        static Cash of(Row row) {
+            return row == null ? null : new Cash((BigDecimal) row.get(0), (String) row.get(1));
+        }
+    }
+
     /** render._money: {amount, currency} or null */
-    static Object[] money(Row row) {
-        if (row == null) {
+    static Object[] money(Cash m) {
+        if (m == null || m.amount == null || m.currency == null) {
             return null;
         }
-        Object a = row.get(0);   // struct(amount, currency), as the callers build it
-        Object c = row.get(1);
-        if (a == null || !(c instanceof String)) {
-            return null;
-        }
-        BigDecimal amount = (BigDecimal) a;
-        String currency = strip((String) c).toUpperCase(Locale.ROOT);
+        BigDecimal amount = m.amount;
+        String currency = strip(m.currency).toUpperCase(Locale.ROOT);
         if (amount.signum() <= 0 || currency.length() != 3) {
             return null;
         }
@@ -582,7 +628,7 @@ public final class RenderOffer implements UDF20<String, String, String, String, 
      */
     static Result renderOffer(Program p, boolean google, boolean withPayload, String offerId, String title,
                               String description, String link, String imageLink, String availabilityRaw,
-                              Integer stock, Row price, Row salePrice, Row effectivePrice, String conditionRaw,
+                              Integer stock, Cash price, Cash salePrice, Cash effectivePrice, String conditionRaw,
                               String brandRaw, String gtinRaw, String mpnRaw, String categoryPath,
                               String productName, String productBrand, String productGtin) {
         int idMax = google ? 50 : 100;
@@ -647,7 +693,7 @@ public final class RenderOffer implements UDF20<String, String, String, String, 
         Object[] pm = money(price);
         String sale = null;
         if (pm == null) {
-            Object amount = price == null ? null : price.get(0);
+            Object amount = price == null ? null : price.amount;
             boolean zero = amount == null || ((BigDecimal) amount).signum() == 0;
             errors.add(zero ? "missing_price" : "bad_price");
         } else {
@@ -727,11 +773,10 @@ public final class RenderOffer implements UDF20<String, String, String, String, 
         if (isBlank(imageLink)) {
             missing.add("image_link");
         }
-        if ((price == null ? null : price.get(0)) == null) {
+        if (price == null || price.amount == null) {
             missing.add("price.amount");
         }
-        Object currency = price == null ? null : price.get(1);
-        if (currency == null || isBlank((String) currency)) {
+        if (price == null || isBlank(price.currency)) {
             missing.add("price.currency");
         }
         if (isBlank(availabilityRaw)) {
@@ -758,7 +803,7 @@ public final class RenderOffer implements UDF20<String, String, String, String, 
         }
         // "google" or "meta", "+payload" when the caller keeps the snapshot payload
         Result r = renderOffer(p, flavour.startsWith("google"), flavour.endsWith("+payload"), offerId, title,
-                description, link, imageLink, availabilityRaw, stock, price, salePrice, effectivePrice,
+                description, link, imageLink, availabilityRaw, stock, Cash.of(price), Cash.of(salePrice), Cash.of(effectivePrice),
                 conditionRaw, brandRaw, gtinRaw, mpnRaw, categoryPath, productName, productBrand, productGtin);
         return RowFactory.create(r.text, r.errors, r.warnings, r.payload, r.missing);
     }
