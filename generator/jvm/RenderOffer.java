@@ -55,10 +55,11 @@ public final class RenderOffer implements UDF20<String, String, String, String, 
 
     /** Whether no character of s is a surrogate or one xmlChar (or textChar) refuses: the common case. */
     static boolean plain(String s, boolean breaks) {
-        for (int i = 0; i < s.length(); i++) {
+        int n = s.length();
+        for (int i = 0; i < n; i++) {
             char c = s.charAt(i);
-            if (c >= 0x20 && c <= 0x7E) {
-                continue;
+            if ((char) (c - 0x20) < 0x5F) {
+                continue;   // 0x20..0x7E
             }
             if ((c >= 0xA0 && c <= 0xD7FF) || (c >= 0xE000 && c <= 0xFFFD)) {
                 continue;
@@ -446,27 +447,28 @@ public final class RenderOffer implements UDF20<String, String, String, String, 
         }
     }
 
+    /** markupsafe.escape: runs without a special character are copied whole. */
     static void escape(StringBuilder b, String s) {
-        int first = 0;
-        while (first < s.length()) {
-            char c = s.charAt(first);
-            if (c == '&' || c == '<' || c == '>' || c == '"' || c == '\'') {
-                break;
-            }
-            first++;
-        }
-        b.append(s, 0, first);
-        for (int i = first; i < s.length(); i++) {
+        int n = s.length();
+        int from = 0;
+        for (int i = 0; i < n; i++) {
             char c = s.charAt(i);
-            switch (c) {
-                case '&': b.append("&amp;"); break;
-                case '<': b.append("&lt;"); break;
-                case '>': b.append("&gt;"); break;
-                case '"': b.append("&#34;"); break;
-                case '\'': b.append("&#39;"); break;
-                default: b.append(c);
+            if (c > '>') {
+                continue;   // '"', '&', '\'', '<' and '>' are all below
             }
+            String entity;
+            switch (c) {
+                case '&': entity = "&amp;"; break;
+                case '<': entity = "&lt;"; break;
+                case '>': entity = "&gt;"; break;
+                case '"': entity = "&#34;"; break;
+                case '\'': entity = "&#39;"; break;
+                default: continue;
+            }
+            b.append(s, from, i).append(entity);
+            from = i + 1;
         }
+        b.append(s, from, n);
     }
 
     static void cell(StringBuilder b, String value, String sep, boolean neutralise) {
