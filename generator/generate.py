@@ -124,32 +124,10 @@ class _Buffer:
     __slots__ = ("chunks", "size", "items", "seq")
 
     def __init__(self) -> None:
-        self.chunks: list[str] | list[bytes] = []
+        self.chunks: list[str] = []
         self.size = 0
         self.items = 0
         self.seq = 0
-
-
-def _flush_part(plan: EntityPlan, partition: int, t: int, fmt: str, buf: _Buffer, raw: bytes) -> tuple:
-    """Write ``buf``'s items (``raw``) as the next part of target ``t``; its ``part`` row."""
-    name = f"part-{partition:05d}-{buf.seq:03d}.{fmt}.gz"
-    info = write_part(Path(plan.run_root) / plan.targets[t].folder, name, raw, buf.items)
-    buf.chunks, buf.size, buf.items = [], 0, 0
-    buf.seq += 1
-    return ("part", t, None, None, None, json.dumps({
-        "path": info.path, "items": info.items, "bytes": info.bytes, "raw_bytes": info.raw_bytes,
-        "sha256": info.sha256, "partition": partition, "seq": buf.seq - 1}))
-
-
-def _stat_rows(renderer_of: Sequence, seen: Counter, renders: Counter, excluded: dict, warned: dict,
-               samples: dict, nulls: dict) -> list[tuple]:
-    """One ``stat`` row per target seen or whose renderer ran in this partition.
-
-    ``renderer_of[t]`` is target t's renderer, the key of ``renders``."""
-    return [("stat", t, None, None, None, json.dumps({
-        "candidates": seen[t], "renders": renders[renderer_of[t]], "excluded": excluded[t],
-        "warnings": warned[t], "samples": samples[t], "nulls": nulls[t]}))
-        for t in sorted(set(seen) | {t for t, r in enumerate(renderer_of) if renders[r]})]
 
 
 def render_partition(plan: EntityPlan, partition: int, rows: Iterable[dict]) -> Iterator[tuple]:
@@ -179,12 +157,20 @@ def render_partition(plan: EntityPlan, partition: int, rows: Iterable[dict]) -> 
     nulls: dict[int, Counter] = defaultdict(Counter)
     seen: Counter = Counter()
     renders: Counter = Counter()
+    run_root = Path(plan.run_root)
     part_max = plan.part_max_raw_bytes
     key_name = plan.key
 
     def flush(t: int, buf: _Buffer) -> tuple:
+        target = plan.targets[t]
         fmt = renderers[target_renderer[t]].fmt
-        return _flush_part(plan, partition, t, fmt, buf, "".join(buf.chunks).encode("utf-8"))
+        name = f"part-{partition:05d}-{buf.seq:03d}.{fmt}.gz"
+        info = write_part(run_root / target.folder, name, "".join(buf.chunks).encode("utf-8"), buf.items)
+        buf.chunks, buf.size, buf.items = [], 0, 0
+        buf.seq += 1
+        return ("part", t, None, None, None, json.dumps({
+            "path": info.path, "items": info.items, "bytes": info.bytes, "raw_bytes": info.raw_bytes,
+            "sha256": info.sha256, "partition": partition, "seq": buf.seq - 1}))
 
     for item in rows:
         matches = item.pop(MATCHES_COLUMN)
@@ -223,7 +209,10 @@ def render_partition(plan: EntityPlan, partition: int, rows: Iterable[dict]) -> 
     for t, buf in buffers.items():
         if buf.items:
             yield flush(t, buf)
-    yield from _stat_rows(target_renderer, seen, renders, excluded, warned, samples, nulls)
+    for t in sorted(set(seen) | {t for t, rk in enumerate(target_renderer) if renders[rk]}):
+        yield ("stat", t, None, None, None, json.dumps({
+            "candidates": seen[t], "renders": renders[target_renderer[t]], "excluded": excluded[t],
+            "warnings": warned[t], "samples": samples[t], "nulls": nulls[t]}))
 
 
 # -- Arrow in, Arrow out ----------------------------------------------------------------------
@@ -505,7 +494,7 @@ def generate_entity(spark, aggregate_df, definitions: Sequence[Definition], *, e
     """Generate every definition of one entity kind in one pass; return per-definition stats.
 
     With ``jvm`` (the default), a pass whose outputs all use built-in offer templates renders
-    them in Spark (generator/jvm.py) and Python only writes the parts; else Python renders.
+    them and writes their parts in the JVM (generator/jvm.py); else Python renders.
 
     Writes ``runs/<run_id>/feeds|segments/<id>/`` (parts + manifest) and a staging Parquet
     with the snapshot rows at ``runs/<run_id>/_generate/<entity>/``.
@@ -631,11 +620,13 @@ def snapshot_items(spark, root: str | Path, run_id: str, entity: str, target_ind
 
 
 def jvm_targets(spark, schema, entity: str, targets: Sequence[Target]) -> bool:
-    """Whether every target renders in the JVM (generator/jvm.py): then Python only writes parts."""
+    """Whether every target renders in the JVM (generator/jvm.py): then the whole pass runs there."""
     from feedgen.generator.jvm import jvm_renderable
 
-    return entity == "offer" and bool(targets) and all(
-        jvm_renderable(spark, t.template, t.options, schema) for t in targets)
+    # once per renderer, not per target: a thousand feeds share three templates
+    keys, _ = _renderer_indices(targets)
+    return entity == "offer" and bool(keys) and all(
+        not options and jvm_renderable(spark, name, None, schema) for name, options in keys)
 
 
 def _renderer_indices(targets: Sequence[Target]) -> tuple[list[tuple], list[int]]:

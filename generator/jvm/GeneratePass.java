@@ -327,7 +327,7 @@ public final class GeneratePass implements FlatMapFunction<Iterator<InternalRow>
             deflater.end();
         }
 
-        /** Write ``buf``'s items as the next part of target ``t`` (render.py's _flush_part). */
+        /** Write ``buf``'s items as the next part of target ``t``, as render_partition's flush in generate.py. */
         void flush(int t, Buffer buf) {
             byte[] member = gzip(buf);
             String name = String.format("part-%05d-%03d.%s.gz", partition, buf.seq, fmts[t]);

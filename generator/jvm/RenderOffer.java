@@ -205,29 +205,20 @@ public final class RenderOffer implements UDF20<String, String, String, String, 
 
     /** render._text: (value or null, cut) */
     static Object[] text(String value, int limit) {
-        if (value == null) {
-            return new Object[] {null, false};
-        }
-        String t = singleSpaced(xmlClean(value));
-        if (t.isEmpty()) {
-            return new Object[] {null, false};
-        }
-        if (limit > 0 && length(t) > limit) {
-            return new Object[] {rstrip(head(t, limit - 1)) + "…", true};
-        }
-        return new Object[] {t, false};
+        return value == null ? new Object[] {null, false} : cut(singleSpaced(xmlClean(value)), limit);
     }
 
     /** render._long_text */
     static Object[] longText(String value, int limit) {
-        if (value == null) {
-            return new Object[] {null, false};
-        }
-        String t = strip(xmlClean(value));
+        return value == null ? new Object[] {null, false} : cut(strip(xmlClean(value)), limit);
+    }
+
+    /** (t or null when empty, cut): t cut to ``limit`` code points with an ellipsis (no limit when 0) */
+    static Object[] cut(String t, int limit) {
         if (t.isEmpty()) {
             return new Object[] {null, false};
         }
-        if (length(t) > limit) {
+        if (limit > 0 && length(t) > limit) {
             return new Object[] {rstrip(head(t, limit - 1)) + "…", true};
         }
         return new Object[] {t, false};
