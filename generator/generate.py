@@ -353,49 +353,88 @@ def _lookup_key(d: Definition, schema) -> tuple[str, tuple] | None:
     return node.field, values
 
 
-def add_memberships(spark, df, definitions: Sequence[Definition], as_of: datetime, *,
-                    all_segments: dict | None = None):
-    """``df`` plus ``_matches`` (sorted definition indices), as ``compile.add_membership``.
+def split_lookups(definitions: Sequence[Definition], schema) -> tuple[list[tuple[str, dict[str, list[int]]]], list[int]]:
+    """The definitions matched by looking up a field's value, and the indices of the rest.
 
-    Definitions that are a plain ``eq``/``in`` on a field shared by many of them (one feed
-    per seller, per shop, per country ...) are matched with one broadcast hash join per
-    field; the rest go through ``add_membership``'s shared-clause evaluation.
+    A field that at least ``LOOKUP_MIN`` definitions test with a plain ``eq``/``in`` (one
+    feed per seller, per shop, per country ...) gives ``(field, {value: [definition
+    indices, ascending]})``; the lookups come sorted by field.
     """
-    from pyspark.sql import functions as F
-
-    from feedgen.generator.compile import MATCHES, add_membership, quote
-
     by_field: dict[str, list[tuple[int, tuple]]] = defaultdict(list)
     for i, d in enumerate(definitions):
-        found = _lookup_key(d, df.schema)
+        found = _lookup_key(d, schema)
         if found:
             by_field[found[0]].append((i, found[1]))
-    by_field = {f: entries for f, entries in by_field.items() if len(entries) >= LOOKUP_MIN}
-    looked_up = {i for entries in by_field.values() for i, _ in entries}
-    rest = [i for i in range(len(definitions)) if i not in looked_up]
-    columns = [F.col(quote(c)) for c in df.columns]
-    if rest:
-        out = add_membership(df, [definitions[i] for i in rest], as_of, all_segments=all_segments)
-        if rest != list(range(len(rest))):
-            # indices into the subset → indices into ``definitions``
-            index = F.array(*[F.lit(i) for i in rest])
-            out = out.withColumn(MATCHES, F.transform(F.col(MATCHES), lambda x: F.element_at(index, x + 1)))
-    else:
-        out = df.withColumn(MATCHES, F.array().cast("array<int>"))
-    parts = [F.col(MATCHES)]
-    for n, (path, entries) in enumerate(sorted(by_field.items())):
+    lookups = []
+    for path, entries in sorted(by_field.items()):
+        if len(entries) < LOOKUP_MIN:
+            continue
         ids: dict[str, list[int]] = defaultdict(list)
         for i, values in entries:
             for v in dict.fromkeys(values):
                 ids[v].append(i)
+        lookups.append((path, dict(ids)))
+    looked_up = {i for _, ids in lookups for found in ids.values() for i in found}
+    return lookups, [i for i in range(len(definitions)) if i not in looked_up]
+
+
+def field_column(path: str):
+    """The Column of a dotted field path (``seller.country``)."""
+    from pyspark.sql import functions as F
+
+    from feedgen.generator.compile import quote
+
+    steps = path.split(".")
+    value = F.col(quote(steps[0]))
+    for step in steps[1:]:
+        value = value.getField(step)
+    return value
+
+
+def rest_memberships(df, definitions: Sequence[Definition], rest: Sequence[int], as_of: datetime, *,
+                     all_segments: dict | None = None):
+    """``df`` plus ``_matches``: the indices (into ``definitions``) of the definitions in ``rest`` a row matches."""
+    from pyspark.sql import functions as F
+
+    from feedgen.generator.compile import MATCHES, add_membership
+
+    out = add_membership(df, [definitions[i] for i in rest], as_of, all_segments=all_segments)
+    if list(rest) != list(range(len(rest))):
+        # indices into the subset → indices into ``definitions``
+        index = F.array(*[F.lit(i) for i in rest])
+        out = out.withColumn(MATCHES, F.transform(F.col(MATCHES), lambda x: F.element_at(index, x + 1)))
+    return out
+
+
+def add_memberships(spark, df, definitions: Sequence[Definition], as_of: datetime, *,
+                    all_segments: dict | None = None):
+    """``df`` plus ``_matches`` (sorted definition indices), as ``compile.add_membership``;
+    a row that matches no definition may be left out.
+
+    The definitions of ``split_lookups`` are matched with one broadcast hash join per
+    field; the rest go through ``add_membership``'s shared-clause evaluation.
+    """
+    from pyspark.sql import functions as F
+
+    from feedgen.generator.compile import MATCHES, quote
+
+    lookups, rest = split_lookups(definitions, df.schema)
+    columns = [F.col(quote(c)) for c in df.columns]
+    empty = F.array().cast("array<int>")
+    out, parts = df, []
+    if rest:
+        out = rest_memberships(df, definitions, rest, as_of, all_segments=all_segments)
+        parts.append(F.col(MATCHES))
+    # one lookup and nothing else: a row it does not find matches nothing (an inner join
+    # drops it), and its arrays, built in definition order, are sorted already
+    only = not rest and len(lookups) == 1
+    for n, (path, ids) in enumerate(lookups):
         name = f"_fg_lookup{n}"
         table = spark.createDataFrame(sorted(ids.items()), f"{name}_k string, {name} array<int>")
-        value = F.col(quote(path.split(".")[0]))
-        for step in path.split(".")[1:]:
-            value = value.getField(step)
-        out = out.join(F.broadcast(table), value == F.col(f"{name}_k"), "left")
-        parts.append(F.coalesce(F.col(name), F.array().cast("array<int>")))
-    matches = F.array_sort(F.concat(*parts)) if len(parts) > 1 else F.col(MATCHES)
+        out = out.join(F.broadcast(table), field_column(path) == F.col(f"{name}_k"), "inner" if only else "left")
+        parts.append(F.col(name) if only else F.coalesce(F.col(name), empty))
+    # sort_array, not array_sort: the latter calls a comparator lambda per comparison
+    matches = F.sort_array(F.concat(*parts)) if len(parts) > 1 else parts[0] if parts else empty
     return out.select(*columns, matches.alias(MATCHES))
 
 
@@ -519,14 +558,14 @@ def generate_entity(spark, aggregate_df, definitions: Sequence[Definition], *, e
     render_path = "python"
     say(f"{entity}: membership of {len(definitions)} definitions, rendering {len(targets)} outputs")
     if definitions:
-        df = add_memberships(spark, aggregate_df, definitions, as_of, all_segments=all_segments)
-        df = apply_pick_one_per(df, definitions, key)
-        df = df.where(F.size(F.col(MATCHES)) > 0)
-        if jvm and not plan.membership and jvm_targets(spark, df.schema, entity, targets):
+        if jvm and not plan.membership and jvm_targets(spark, aggregate_df.schema, entity, targets):
             say(f"{entity}: rendering in the JVM")
             render_path = "jvm"
-            rows_df = _jvm_pass(spark, df, plan)
+            rows_df = _jvm_pass(spark, aggregate_df, definitions, plan, as_of, all_segments)
         else:
+            df = add_memberships(spark, aggregate_df, definitions, as_of, all_segments=all_segments)
+            df = apply_pick_one_per(df, definitions, key)
+            df = df.where(F.size(F.col(MATCHES)) > 0)
             df = df.select(*_input_columns(df.schema, targets, key, user_templates_dir), F.col(MATCHES))
             rows_df = df.mapInArrow(_arrow_partitions(plan), ROW_SCHEMA)
         rows_df.write.mode("overwrite").parquet(str(staging))
@@ -642,13 +681,17 @@ def _renderer_indices(targets: Sequence[Target]) -> tuple[list[tuple], list[int]
     return keys, of_target
 
 
-def _jvm_pass(spark, df, plan: EntityPlan):
+def _jvm_pass(spark, aggregate_df, definitions: Sequence[Definition], plan: EntityPlan, as_of: datetime,
+              all_segments: dict | None):
     """The pass's part, stat and snap rows, rendered and written by GeneratePass in the JVM.
 
     The same rows as ``_arrow_partitions``: each entity rendered once per renderer that one
     of its targets uses, items appended to a buffer per target, buffers written as gzip
     parts by the task (a part ends after the item that takes it to ``part_max_raw_bytes``
-    bytes); no row goes through Python.
+    bytes); no row goes through Python. The definitions of ``split_lookups`` are matched
+    there too, by looking the field's value up in a hash table (no join, no array per
+    row); the rest arrive as ``_matches``. With ``pick_one_per``, which needs every
+    definition's matches in Spark, all arrive as ``_matches``.
     """
     from pyspark.sql import functions as F
 
@@ -656,12 +699,27 @@ def _jvm_pass(spark, df, plan: EntityPlan):
     from feedgen.generator.jvm import generate_pass, offer_columns
     from feedgen.generator.render import get_renderer
 
+    if any(d.pick_one_per for d in definitions):
+        lookups: list[tuple[str, dict[str, list[int]]]] = []
+        df = add_memberships(spark, aggregate_df, definitions, as_of, all_segments=all_segments)
+        df = apply_pick_one_per(df, definitions, plan.key).where(F.size(F.col(MATCHES)) > 0)
+        matches = True
+    else:
+        lookups, rest = split_lookups(definitions, aggregate_df.schema)
+        df, matches = aggregate_df, bool(rest)
+        if rest:
+            df = rest_memberships(df, definitions, rest, as_of, all_segments=all_segments)
+            if not lookups:
+                df = df.where(F.size(F.col(MATCHES)) > 0)
     keys, of_target = _renderer_indices(plan.targets)
     renderers = [{"template": rk[0], "payload": any(t.events for t, r in zip(plan.targets, of_target, strict=True)
                                                     if r == n)} for n, rk in enumerate(keys)]
     targets = [{"folder": t.folder, "fmt": get_renderer(t.template, t.options).fmt, "events": t.events,
                 "renderer": of_target[t.index]} for t in plan.targets]
-    columns = [F.col(plan.key).cast("string").alias("_key"), *offer_columns(), F.col(MATCHES).cast("array<int>")]
+    columns = [F.col(plan.key).cast("string").alias("_key"), *offer_columns(),
+               *([F.col(MATCHES).cast("array<int>")] if matches else []),
+               *[field_column(path).alias(f"_fg_lookup{n}") for n, (path, _) in enumerate(lookups)]]
     return generate_pass(spark, df.select(*columns), {
         "run_root": plan.run_root, "part_max": plan.part_max_raw_bytes, "sample_keys": SAMPLE_KEYS,
-        "targets": targets, "def_targets": plan.def_targets, "renderers": renderers})
+        "targets": targets, "def_targets": plan.def_targets, "renderers": renderers, "matches": matches,
+        "lookups": [ids for _, ids in lookups]})

@@ -293,6 +293,25 @@ def test_many_feeds_keyed_on_one_field_get_exactly_their_offers(spark, tmp_path)
     assert stats["not-s-0"]["renders"] == 22
 
 
+@pytest.mark.parametrize("jvm", [True, False], ids=["jvm", "python"])
+def test_feeds_all_keyed_on_one_field_leave_out_offers_no_feed_wants(spark, tmp_path, jvm):
+    # only lookups (a hash table in the JVM pass, one inner join for Python): the pass keeps
+    # just the offers some feed names; a seller no feed has, or none at all, is in no feed
+    offers = [offer(n, seller_id=None if n == 0 else f"s-{n % 12}") for n in range(24)]
+    feeds = [{"id": f"seller-{k}", "template": ["google_merchant_rss", "meta_catalog_csv"][k % 2],
+              "where": {"field": "seller_id", "in": [f"s-{k}", f"s-{k + 1}"]}} for k in range(8)]
+    stats = generate(spark, tmp_path, offers, {"feeds": feeds}, jvm=jvm)
+    assert stats["seller-0"]["renderer"] == ("jvm" if jvm else "python")
+
+    assert {i.findtext(G + "id") for i in xml_items(assemble(folder(tmp_path, stats, "seller-0")))} == \
+        {"o-12", "o-1", "o-13"}
+    assert {r["id"] for r in csv_rows(assemble(folder(tmp_path, stats, "seller-7")))} == \
+        {"o-7", "o-19", "o-8", "o-20"}
+    assert [stats[f"seller-{k}"]["items"] for k in range(8)] == [3, 4, 4, 4, 4, 4, 4, 4]
+    # Google feeds want sellers s-0 .. s-7 (15 offers: o-0 has no seller), CSV feeds s-1 .. s-8
+    assert (stats["seller-0"]["renders"], stats["seller-1"]["renders"]) == (15, 16)
+
+
 def test_user_template_sees_maps_structs_and_lists_as_plain_values(spark, tmp_path):
     templates = tmp_path / "templates" / "partner_xml"
     templates.mkdir(parents=True)

@@ -33,6 +33,7 @@ import org.apache.spark.sql.classic.Dataset;
 import org.apache.spark.sql.types.DataTypes;
 import org.apache.spark.sql.types.Decimal;
 import org.apache.spark.sql.types.StructType;
+import org.apache.spark.unsafe.types.UTF8String;
 
 /**
  * The JVM half of the single pass (generator/generate.py, ``_jvm_pass``), for plans whose
@@ -46,7 +47,10 @@ import org.apache.spark.sql.types.StructType;
  * Input columns, in this order: key, offer_id, title, description, link, image_link,
  * availability, stock, price, sale_price, effective_price (struct(amount, currency)),
  * condition, brand, gtin, mpn, category path, product name, product brand, product gtin,
- * and the definition indices the row matches (array of int).
+ * then the indices of the definitions the row matches (array of int) unless the plan says
+ * ``matches: false``, then one string column per lookup of the plan: ``lookups[n]`` maps a
+ * value of column n to the definitions that take the rows with that value (an eq/in on one
+ * field, shared by many definitions: one hash probe per row instead of a join).
  */
 public final class GeneratePass implements FlatMapFunction<Iterator<InternalRow>, Row> {
 
@@ -71,7 +75,11 @@ public final class GeneratePass implements FlatMapFunction<Iterator<InternalRow>
     final RenderOffer.Program[] programs;
     final boolean[] google;
     final boolean[] payload;
+    final int matchesColumn;
+    final int lookupColumn;
+    final HashMap<UTF8String, int[]>[] lookups;
 
+    @SuppressWarnings("unchecked")
     GeneratePass(String planJson) throws JsonProcessingException {
         JsonNode plan = JSON.readTree(planJson);
         runRoot = plan.get("run_root").asText();
@@ -108,6 +116,20 @@ public final class GeneratePass implements FlatMapFunction<Iterator<InternalRow>
             programs[r] = new RenderOffer.Program(renderer.get("program").asText());
             google[r] = renderer.get("google").asBoolean();
             payload[r] = renderer.get("payload").asBoolean();
+        }
+        matchesColumn = plan.get("matches").asBoolean() ? MATCHES : -1;
+        lookupColumn = matchesColumn < 0 ? MATCHES : MATCHES + 1;
+        JsonNode tables = plan.get("lookups");
+        lookups = new HashMap[tables.size()];
+        for (int l = 0; l < tables.size(); l++) {
+            lookups[l] = new HashMap<>();
+            for (Map.Entry<String, JsonNode> entry : tables.get(l).properties()) {
+                int[] ids = new int[entry.getValue().size()];
+                for (int k = 0; k < ids.length; k++) {
+                    ids[k] = entry.getValue().get(k).asInt();
+                }
+                lookups[l].put(UTF8String.fromString(entry.getKey()), ids);
+            }
         }
     }
 
@@ -221,6 +243,14 @@ public final class GeneratePass implements FlatMapFunction<Iterator<InternalRow>
         final Deflater deflater = new Deflater(6, true);
         final MessageDigest sha;
         boolean done;
+        String key;   // of the current row, made when needed
+
+        String key(InternalRow row) {
+            if (key == null) {
+                key = string(row, 0);
+            }
+            return key;
+        }
 
         Task(int partition, long attempt, Iterator<InternalRow> input) {
             this.partition = partition;
@@ -254,9 +284,22 @@ public final class GeneratePass implements FlatMapFunction<Iterator<InternalRow>
         }
 
         void process(InternalRow row) {
-            String key = string(row, 0);
+            key = null;
             Arrays.fill(results, null);
-            int[] matches = row.getArray(MATCHES).toIntArray();
+            if (matchesColumn >= 0) {
+                route(row, row.getArray(matchesColumn).toIntArray());
+            }
+            for (int n = 0; n < lookups.length; n++) {
+                int column = lookupColumn + n;
+                int[] found = row.isNullAt(column) ? null : lookups[n].get(row.getUTF8String(column));
+                if (found != null) {
+                    route(row, found);
+                }
+            }
+        }
+
+        /** Render ``row`` for, and append it to, the targets of definitions ``matches``. */
+        void route(InternalRow row, int[] matches) {
             for (int m : matches) {
                 for (int t : defTargets[m]) {
                     int r = rendererOf[t];
@@ -283,7 +326,7 @@ public final class GeneratePass implements FlatMapFunction<Iterator<InternalRow>
                             }
                             List<String> keys = samples[t].computeIfAbsent(e, x -> new ArrayList<>());
                             if (keys.size() < sampleKeys) {
-                                keys.add(key);
+                                keys.add(key(row));
                             }
                         }
                         continue;
@@ -295,7 +338,7 @@ public final class GeneratePass implements FlatMapFunction<Iterator<InternalRow>
                     buf.append(texts[r]);
                     if (events[t]) {
                         byte[] p = result.payload.getBytes(StandardCharsets.UTF_8);
-                        pending.add(RowFactory.create("snap", t, key, hex(sha.digest(p)), result.payload, null));
+                        pending.add(RowFactory.create("snap", t, key(row), hex(sha.digest(p)), result.payload, null));
                     }
                     if (buf.size >= partMax) {
                         flush(t, buf);
