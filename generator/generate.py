@@ -555,13 +555,13 @@ def generate_entity(spark, aggregate_df, definitions: Sequence[Definition], *, e
                       part_max_raw_bytes=part_max_raw_bytes, membership=entity == "customer",
                       definition_ids=[d.id for d in definitions])
     t0 = time.monotonic()
-    render_path = "python"
+    render_path, read = "python", "arrow"
     say(f"{entity}: membership of {len(definitions)} definitions, rendering {len(targets)} outputs")
     if definitions:
         if jvm and not plan.membership and jvm_targets(spark, aggregate_df.schema, entity, targets):
             say(f"{entity}: rendering in the JVM")
             render_path = "jvm"
-            rows_df = _jvm_pass(spark, aggregate_df, definitions, plan, as_of, all_segments)
+            rows_df, read = _jvm_pass(spark, aggregate_df, definitions, plan, as_of, all_segments)
         else:
             df = add_memberships(spark, aggregate_df, definitions, as_of, all_segments=all_segments)
             df = apply_pick_one_per(df, definitions, key)
@@ -642,6 +642,7 @@ def generate_entity(spark, aggregate_df, definitions: Sequence[Definition], *, e
     for d_id in out:
         out[d_id]["render_seconds"] = round(render_seconds, 3)
         out[d_id]["renderer"] = render_path
+        out[d_id]["input"] = read
     return out
 
 
@@ -682,8 +683,9 @@ def _renderer_indices(targets: Sequence[Target]) -> tuple[list[tuple], list[int]
 
 
 def _jvm_pass(spark, aggregate_df, definitions: Sequence[Definition], plan: EntityPlan, as_of: datetime,
-              all_segments: dict | None):
-    """The pass's part, stat and snap rows, rendered and written by GeneratePass in the JVM.
+              all_segments: dict | None) -> tuple:
+    """The pass's part, stat and snap rows, rendered and written by GeneratePass in the JVM,
+    and how GeneratePass read its input (``generate_pass``).
 
     The same rows as ``_arrow_partitions``: each entity rendered once per renderer that one
     of its targets uses, items appended to a buffer per target, buffers written as gzip
@@ -716,10 +718,14 @@ def _jvm_pass(spark, aggregate_df, definitions: Sequence[Definition], plan: Enti
                                                     if r == n)} for n, rk in enumerate(keys)]
     targets = [{"folder": t.folder, "fmt": get_renderer(t.template, t.options).fmt, "events": t.events,
                 "renderer": of_target[t.index]} for t in plan.targets]
+    lookup_columns = [field_column(path).alias(f"_fg_lookup{n}") for n, (path, _) in enumerate(lookups)]
     columns = [F.col(plan.key).cast("string").alias("_key"), *offer_columns(),
-               *([F.col(MATCHES).cast("array<int>")] if matches else []),
-               *[field_column(path).alias(f"_fg_lookup{n}") for n, (path, _) in enumerate(lookups)]]
+               *([F.col(MATCHES).cast("array<int>")] if matches else []), *lookup_columns]
+    # only lookups: the inputs straight from the aggregate, for GeneratePass to read from
+    # the scan's column batches when the aggregate is a plain Parquet read
+    columnar = None if matches else aggregate_df.select(F.col(plan.key), *offer_columns(prices_as_read=True),
+                                                        *lookup_columns)
     return generate_pass(spark, df.select(*columns), {
         "run_root": plan.run_root, "part_max": plan.part_max_raw_bytes, "sample_keys": SAMPLE_KEYS,
         "targets": targets, "def_targets": plan.def_targets, "renderers": renderers, "matches": matches,
-        "lookups": [ids for _, ids in lookups]})
+        "lookups": [ids for _, ids in lookups]}, columnar=columnar)

@@ -169,13 +169,19 @@ def _schema_ok(schema) -> bool:
     return True
 
 
-def offer_columns() -> list:
-    """The aggregate columns RenderOffer reads, in its argument order (prices as struct(amount, currency))."""
+def offer_columns(*, prices_as_read: bool = False) -> list:
+    """The aggregate columns RenderOffer reads, in its argument order (prices as struct(amount, currency)).
+
+    ``prices_as_read``: the price columns as they are (GeneratePass's columnar path finds
+    their fields by name) instead of rebuilt as struct(amount, currency).
+    """
     from pyspark.sql import functions as F
 
     c = F.col
 
     def money(m: str):
+        if prices_as_read:
+            return c(m)
         # a null struct stays null: RenderOffer reads it as a missing price
         return F.when(c(m).isNotNull(), F.struct(c(m).getField("amount").alias("amount"),
                                                  c(m).getField("currency").alias("currency")))
@@ -195,17 +201,24 @@ def render_column(name: str, *, payload: bool = True):
     return F.call_function(JVM_FUNCTION, F.lit(_program(name)), F.lit(flavour), *offer_columns())
 
 
-def generate_pass(spark, df, plan: dict):
-    """GeneratePass over ``df``: the part, stat and snap rows of a pass whose targets all render here.
+def generate_pass(spark, df, plan: dict, columnar=None) -> tuple:
+    """GeneratePass over ``df``: the part, stat and snap rows of a pass whose targets all render
+    here, and how it read its input (``columns`` or ``rows``).
 
     ``plan`` has run_root, part_max, sample_keys, targets (folder, fmt, events, renderer),
-    def_targets and renderers (template name, payload); see GeneratePass.java."""
+    def_targets, renderers (template name, payload), matches (whether ``df`` has
+    _matches) and lookups; see GeneratePass.java. ``columnar``, the same inputs selected
+    straight from the aggregate (no _matches), is read from the file scan's column
+    batches when its plan is a plain vectorized scan; else ``df`` is read row by row.
+    """
     import json
 
     from pyspark.sql import DataFrame
 
     plan = {**plan, "renderers": [{"program": _program(r["template"]), "google": FLAVOURS[r["template"]] == "google",
                                    "payload": r["payload"]} for r in plan["renderers"]]}
-    jvm = spark.sparkContext._jvm
-    jdf = jvm.feedgen.jvm.GeneratePass.run(df._jdf, json.dumps(plan))
-    return DataFrame(jdf, spark)
+    generate = spark.sparkContext._jvm.feedgen.jvm.GeneratePass
+    jdf = generate.runColumnar(columnar._jdf, json.dumps(plan)) if columnar is not None else None
+    if jdf is not None:
+        return DataFrame(jdf, spark), "columns"
+    return DataFrame(generate.run(df._jdf, json.dumps(plan)), spark), "rows"
