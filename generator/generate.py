@@ -9,11 +9,14 @@ One Spark job per entity kind:
    options) that any of its matching definitions uses, and appends the fragment to a
    buffer per output target; buffers become gzip-member part files written by the task.
    When every output uses a built-in offer template, the JVM does all of this instead
-   (generator/jvm/GeneratePass.java, ``_jvm_pass``) and no row goes through Python;
+   (generator/jvm/GeneratePass.java, ``_jvm_pass``) and no row goes through Python (its
+   lookups are hash probes in the task, and it reads a Parquet scan's column batches in
+   place when nothing else comes between);
 4. the job's only rows are small: part descriptions, per-target stats (one per partition,
    not per row), and, for definitions with event delivery, the (key, hash, payload)
    snapshot rows; they go to the staging Parquet ``runs/<run_id>/_generate/<entity>/``.
-The driver then writes each target's header, footer and manifest.
+A driver thread writes each target's header and footer while the job runs; the driver
+writes each target's manifest after it.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from typing import Any
 
 from feedgen.aggregator.schemas import ENTITY_KEYS
 from feedgen.generator.definitions import Definition
-from feedgen.generator.parts import write_manifest, write_part
+from feedgen.generator.parts import finish_manifest, write_chrome, write_part
 from feedgen.jobs.runs import format_ts, run_dir
 
 STAGING = "_generate"
@@ -554,24 +557,39 @@ def generate_entity(spark, aggregate_df, definitions: Sequence[Definition], *, e
                       targets=targets, user_templates_dir=user_templates_dir,
                       part_max_raw_bytes=part_max_raw_bytes, membership=entity == "customer",
                       definition_ids=[d.id for d in definitions])
+    owner = {t: definitions[i] for i, ts in enumerate(def_targets) for t in ts}
+    templates_dir = Path(user_templates_dir) if user_templates_dir else None
+
+    def chrome_of(t: Target) -> tuple:
+        d = owner[t.index]
+        renderer = get_renderer(t.template, t.options, templates_dir)
+        ctx = {"definition_id": d.id, "title": (d.description or d.id), "run_id": run_id,
+               "as_of": format_ts(as_of), "link": (d.options or {}).get("link", "")}
+        return write_chrome(base / t.folder, renderer.fmt, renderer.header(ctx), renderer.footer(ctx))
+
     t0 = time.monotonic()
     render_path, read = "python", "arrow"
     say(f"{entity}: membership of {len(definitions)} definitions, rendering {len(targets)} outputs")
-    if definitions:
-        if jvm and not plan.membership and jvm_targets(spark, aggregate_df.schema, entity, targets):
-            say(f"{entity}: rendering in the JVM")
-            render_path = "jvm"
-            rows_df, read = _jvm_pass(spark, aggregate_df, definitions, plan, as_of, all_segments)
+    # headers and footers do not depend on the pass: a driver thread writes them while the
+    # executors work (two small files per target, most of the driver's work at 1,000 feeds)
+    with ThreadPoolExecutor(max_workers=1) as chrome_pool:
+        chrome_job = chrome_pool.submit(lambda: {t.index: chrome_of(t) for t in targets})
+        if definitions:
+            if jvm and not plan.membership and jvm_targets(spark, aggregate_df.schema, entity, targets):
+                say(f"{entity}: rendering in the JVM")
+                render_path = "jvm"
+                rows_df, read = _jvm_pass(spark, aggregate_df, definitions, plan, as_of, all_segments)
+            else:
+                df = add_memberships(spark, aggregate_df, definitions, as_of, all_segments=all_segments)
+                df = apply_pick_one_per(df, definitions, key)
+                df = df.where(F.size(F.col(MATCHES)) > 0)
+                df = df.select(*_input_columns(df.schema, targets, key, user_templates_dir), F.col(MATCHES))
+                rows_df = df.mapInArrow(_arrow_partitions(plan), ROW_SCHEMA)
+            rows_df.write.mode("overwrite").parquet(str(staging))
+            rows = spark.read.parquet(str(staging)).where(F.col("kind").isin("part", "stat")).collect()
         else:
-            df = add_memberships(spark, aggregate_df, definitions, as_of, all_segments=all_segments)
-            df = apply_pick_one_per(df, definitions, key)
-            df = df.where(F.size(F.col(MATCHES)) > 0)
-            df = df.select(*_input_columns(df.schema, targets, key, user_templates_dir), F.col(MATCHES))
-            rows_df = df.mapInArrow(_arrow_partitions(plan), ROW_SCHEMA)
-        rows_df.write.mode("overwrite").parquet(str(staging))
-        rows = spark.read.parquet(str(staging)).where(F.col("kind").isin("part", "stat")).collect()
-    else:
-        rows = []
+            rows = []
+        chrome = chrome_job.result()
     render_seconds = time.monotonic() - t0
 
     parts: dict[int, list[dict]] = defaultdict(list)
@@ -593,25 +611,21 @@ def generate_entity(spark, aggregate_df, definitions: Sequence[Definition], *, e
     say(f"{entity}: writing {len(targets)} manifests")
     from feedgen.generator.parts import PartInfo
 
-    owner = {t: definitions[i] for i, ts in enumerate(def_targets) for t in ts}
-    templates_dir = Path(user_templates_dir) if user_templates_dir else None
-
     def manifest_of(t: Target) -> dict:
         d = owner[t.index]
         renderer = get_renderer(t.template, t.options, templates_dir)
         ordered = sorted(parts.get(t.index, []), key=lambda p: (p["partition"], p["seq"]))
         infos = [PartInfo(p["path"], p["items"], p["bytes"], p["raw_bytes"], p["sha256"]) for p in ordered]
-        ctx = {"definition_id": d.id, "title": (d.description or d.id), "run_id": run_id,
-               "as_of": format_ts(as_of), "link": (d.options or {}).get("link", "")}
         options = t.options or {}
-        return write_manifest(
+        head, foot = chrome[t.index]
+        return finish_manifest(
             base / t.folder, definition_id=d.id, kind=d.kind, run_id=run_id, as_of=format_ts(as_of),
-            template=t.template, fmt=renderer.fmt, header=renderer.header(ctx), footer=renderer.footer(ctx),
-            parts=infos, max_file_bytes=options.get("max_file_bytes", renderer.max_file_bytes),
+            template=t.template, fmt=renderer.fmt, head=head, foot=foot, parts=infos,
+            max_file_bytes=options.get("max_file_bytes", renderer.max_file_bytes),
             max_file_items=options.get("max_file_items"))
 
-    # three small files per target: at a thousand targets the file system's latency, not
-    # the CPU, is the cost, so a few threads write them side by side
+    # one small file per target: the file system's latency is much of the cost, so a few
+    # threads write them side by side
     with ThreadPoolExecutor(max_workers=MANIFEST_THREADS) as pool:
         manifests = list(pool.map(manifest_of, targets))
     out: dict[str, Any] = {}

@@ -26,9 +26,11 @@ __all__ = [
     "PartInfo",
     "assemble",
     "content_type",
+    "finish_manifest",
     "gzip_member",
     "part_name",
     "read_manifest",
+    "write_chrome",
     "write_manifest",
     "write_part",
 ]
@@ -155,10 +157,26 @@ def write_manifest(
     file repeats the same header and footer. The byte limit is on the uncompressed size:
     partners count the document, and a server may send it unzipped.
     """
+    head, foot = write_chrome(folder, fmt, header, footer)
+    return finish_manifest(folder, definition_id=definition_id, kind=kind, run_id=run_id, as_of=as_of,
+                           template=template, fmt=fmt, head=head, foot=foot, parts=parts,
+                           max_file_bytes=max_file_bytes, max_file_items=max_file_items)
+
+
+def write_chrome(folder: Path, fmt: str, header: str, footer: str) -> tuple[PartInfo, PartInfo]:
+    """Write the header and footer members of a definition's files (``write_manifest``'s first half)."""
     folder = Path(folder)
-    ctype = content_type(fmt)
-    head = write_part(folder, f"header.{fmt}.gz", header.encode("utf-8"), 0)
-    foot = write_part(folder, f"footer.{fmt}.gz", footer.encode("utf-8"), 0)
+    content_type(fmt)
+    return (write_part(folder, f"header.{fmt}.gz", header.encode("utf-8"), 0),
+            write_part(folder, f"footer.{fmt}.gz", footer.encode("utf-8"), 0))
+
+
+def finish_manifest(
+    folder: Path, *, definition_id: str, kind: str, run_id: str, as_of: str, template: str,
+    fmt: str, head: PartInfo, foot: PartInfo, parts: Sequence[PartInfo],
+    max_file_bytes: int | None = None, max_file_items: int | None = None,
+) -> dict:
+    """Write ``manifest.json`` over header and footer members already written (``write_manifest``'s second half)."""
     groups = _split(parts, head.raw_bytes + foot.raw_bytes, max_file_bytes, max_file_items)
     manifest = {
         "schema_version": SCHEMA_VERSION,
@@ -168,13 +186,13 @@ def write_manifest(
         "as_of": as_of,
         "template": template,
         "format": fmt,
-        "content_type": ctype,
+        "content_type": content_type(fmt),
         "items": sum(p.items for p in parts),
         "files": [_file_entry(i, head, group, foot) for i, group in enumerate(groups)],
     }
     # one line: the indenting encoder is pure Python, 10x slower than the C one, and a
     # thousand manifests are written per run (`jq . manifest.json` to read one)
-    _write_atomic(folder / MANIFEST_NAME, json.dumps(manifest).encode("utf-8"))
+    _write_atomic(Path(folder) / MANIFEST_NAME, json.dumps(manifest).encode("utf-8"))
     return manifest
 
 

@@ -557,8 +557,9 @@ public final class GeneratePass implements FlatMapFunction<Iterator<InternalRow>
                     Files.write(tmp, member);
                     Files.move(tmp, folder.resolve(name), StandardCopyOption.REPLACE_EXISTING,
                             StandardCopyOption.ATOMIC_MOVE);
-                } finally {
+                } catch (IOException | RuntimeException e) {
                     Files.deleteIfExists(tmp);
+                    throw e;
                 }
             } catch (IOException e) {
                 throw new java.io.UncheckedIOException("cannot write part " + folder.resolve(name), e);
