@@ -239,10 +239,8 @@ public final class GeneratePass implements FlatMapFunction<Iterator<InternalRow>
             }
             pass.ords[i] = column;
             pass.subs[i] = sub;
-            if (i == STOCK ? !type.equals(DataTypes.IntegerType)
-                    : pass.money[i] == null ? !type.equals(DataTypes.StringType)
-                    : sub >= 0 || !(type instanceof StructType price) || !price.getFieldIndex("amount").isDefined()
-                            || !price.getFieldIndex("currency").isDefined()) {
+            if (pass.money[i] == null ? !type.equals(i == STOCK ? DataTypes.IntegerType : DataTypes.StringType)
+                    : sub >= 0 || !isPrice(type)) {
                 return null;
             }
             if (pass.money[i] != null) {
@@ -252,6 +250,16 @@ public final class GeneratePass implements FlatMapFunction<Iterator<InternalRow>
         }
         JavaRDD<Row> rows = scan.executeColumnar().toJavaRDD().mapPartitions(new Batches(pass));
         return df.sparkSession().createDataFrame(rows, OUT);
+    }
+
+    /** A struct with amount decimal(18,2) and currency string, in any order among other fields. */
+    static boolean isPrice(DataType type) {
+        if (!(type instanceof StructType price) || !price.getFieldIndex("amount").isDefined()
+                || !price.getFieldIndex("currency").isDefined()) {
+            return false;
+        }
+        return price.apply("amount").dataType().equals(DataTypes.createDecimalType(18, 2))
+                && price.apply("currency").dataType().equals(DataTypes.StringType);
     }
 
     /** A task over column batches: their rows, read in place (``ColumnarBatch.getRow``). */
