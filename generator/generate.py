@@ -441,6 +441,16 @@ def add_memberships(spark, df, definitions: Sequence[Definition], as_of: datetim
     return out.select(*columns, matches.alias(MATCHES))
 
 
+def matched(spark, df, definitions: Sequence[Definition], key: str, as_of: datetime, all_segments: dict | None):
+    """The rows of ``df`` some definition takes, with ``_matches``, after ``pick_one_per``."""
+    from pyspark.sql import functions as F
+
+    from feedgen.generator.compile import MATCHES
+
+    df = add_memberships(spark, df, definitions, as_of, all_segments=all_segments)
+    return apply_pick_one_per(df, definitions, key).where(F.size(F.col(MATCHES)) > 0)
+
+
 def apply_pick_one_per(df, definitions: Sequence[Definition], key: str):
     """Keep, for each definition with ``pick_one_per``, the first entity per pick key."""
     from pyspark.sql import Window
@@ -580,9 +590,7 @@ def generate_entity(spark, aggregate_df, definitions: Sequence[Definition], *, e
                 render_path = "jvm"
                 rows_df, read = _jvm_pass(spark, aggregate_df, definitions, plan, as_of, all_segments)
             else:
-                df = add_memberships(spark, aggregate_df, definitions, as_of, all_segments=all_segments)
-                df = apply_pick_one_per(df, definitions, key)
-                df = df.where(F.size(F.col(MATCHES)) > 0)
+                df = matched(spark, aggregate_df, definitions, key, as_of, all_segments)
                 df = df.select(*_input_columns(df.schema, targets, key, user_templates_dir), F.col(MATCHES))
                 rows_df = df.mapInArrow(_arrow_partitions(plan), ROW_SCHEMA)
             rows_df.write.mode("overwrite").parquet(str(staging))
@@ -730,8 +738,7 @@ def _jvm_pass(spark, aggregate_df, definitions: Sequence[Definition], plan: Enti
 
     if any(d.pick_one_per for d in definitions):
         lookups: list[tuple[str, dict[str, list[int]]]] = []
-        df = add_memberships(spark, aggregate_df, definitions, as_of, all_segments=all_segments)
-        df = apply_pick_one_per(df, definitions, plan.key).where(F.size(F.col(MATCHES)) > 0)
+        df = matched(spark, aggregate_df, definitions, plan.key, as_of, all_segments)
         matches = True
     else:
         lookups, rest = split_lookups(definitions, aggregate_df.schema)

@@ -217,8 +217,8 @@ def generate_pass(spark, df, plan: dict, columnar=None) -> tuple:
 
     plan = {**plan, "renderers": [{"program": _program(r["template"]), "google": FLAVOURS[r["template"]] == "google",
                                    "payload": r["payload"]} for r in plan["renderers"]]}
-    generate = spark.sparkContext._jvm.feedgen.jvm.GeneratePass
-    jdf = generate.runColumnar(columnar._jdf, json.dumps(plan)) if columnar is not None else None
+    generate, plan_json = spark.sparkContext._jvm.feedgen.jvm.GeneratePass, json.dumps(plan)
+    jdf = generate.runColumnar(columnar._jdf, plan_json) if columnar is not None else None
     if jdf is not None:
         return DataFrame(jdf, spark), "columns"
-    return DataFrame(generate.run(df._jdf, json.dumps(plan)), spark), "rows"
+    return DataFrame(generate.run(df._jdf, plan_json), spark), "rows"

@@ -202,9 +202,10 @@ public final class GeneratePass implements FlatMapFunction<Iterator<InternalRow>
         FileSourceScanExec scan = (FileSourceScanExec) node;
         GeneratePass pass = new GeneratePass(planJson);
         List<Attribute> output = CollectionConverters.asJava(scan.output());
-        List<Expression> selected = new ArrayList<>(output);
-        if (project != null) {
-            selected.clear();
+        List<Expression> selected = new ArrayList<>();
+        if (project == null) {
+            selected.addAll(output);
+        } else {
             for (NamedExpression e : CollectionConverters.asJava(project.projectList())) {
                 selected.add((Expression) (Object) e);   // a Scala trait over a class: Java cannot see it is one
             }
