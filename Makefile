@@ -5,12 +5,15 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test install check-java check-javac lint bench clean
+# Debian packages the tests run for real, as package:binary (one word each; add more here)
+DEBIAN_PACKAGES := nginx-light:/usr/sbin/nginx postgresql:/usr/bin/pg_ctlcluster chromium:/usr/bin/chromium
+
+.PHONY: demo test install check-java check-javac check-debian lint bench clean
 
 demo: install
 	$(BIN)/feedgen demo
 
-test: install check-javac
+test: install check-javac check-debian
 	$(BIN)/python -m pytest
 
 install: check-java $(STAMP)
@@ -30,6 +33,17 @@ check-java:
 
 check-javac:
 	@command -v javac >/dev/null || [ -x "$$JAVA_HOME/bin/javac" ] || { echo "the tests need javac (a JDK 17+) to build feedgen's JVM renderer: apt-get install -y openjdk-17-jdk-headless (or set JAVA_HOME to a JDK)"; exit 1; }
+
+# Installs what is missing when run as root (apt-get update only if the install fails);
+# otherwise says in one line what to install and stops.
+check-debian:
+	@missing=""; for entry in $(DEBIAN_PACKAGES); do \
+	  [ -x "$${entry#*:}" ] || missing="$$missing $${entry%%:*}"; done; \
+	[ -z "$$missing" ] && exit 0; \
+	if [ "$$(id -u)" != 0 ]; then echo "the tests need Debian packages:$$missing; install them: sudo apt-get install -y$$missing"; exit 1; fi; \
+	echo "installing Debian packages:$$missing"; \
+	DEBIAN_FRONTEND=noninteractive apt-get install -y$$missing || \
+	{ apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y$$missing; }
 
 lint: install
 	$(BIN)/ruff check .

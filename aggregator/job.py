@@ -17,7 +17,15 @@ from pyspark.sql import functions as F
 from feedgen.aggregator import customers as cust
 from feedgen.aggregator import offers as off
 from feedgen.aggregator.schemas import CUSTOMER_SOURCES, OFFER_SOURCES
-from feedgen.aggregator.sources import REASON, TypedSource, read_source, type_source
+from feedgen.aggregator.sources import (
+    REASON,
+    TypedSource,
+    check_sources,
+    quiet_spark,
+    read_source,
+    type_source,
+    unreadable_source,
+)
 from feedgen.jobs.config import Config
 from feedgen.jobs.errors import RunFailed
 from feedgen.jobs.runs import format_ts
@@ -26,6 +34,8 @@ log = logging.getLogger(__name__)
 
 MARKER = "_feedgen.json"
 ENTITIES = ("offer", "customer")
+# the source whose rows are the entities: zero rows there means every definition is empty
+PRIMARY_SOURCES = {"offers": "offer", "customers": "customer"}
 
 
 def aggregate_path(root: str | Path, entity: str, run_id: str) -> Path:
@@ -97,20 +107,31 @@ def run_aggregate(spark: SparkSession, config: Config, run_id: str, as_of: datet
     tolerance = float(config.get("aggregate.quarantine_tolerance", 0.05))
     needed = [s for s in (OFFER_SOURCES if "offer" in entities else ()) + (CUSTOMER_SOURCES if "customer" in entities else ())]
 
-    # Read and check every schema first: a bad column stops the job before any output.
+    # Check every path, then read and check every schema: a bad one stops before any output.
+    check_sources(config, entities)
     typed: dict[str, TypedSource] = {}
     for name in needed:
         spec = sources_cfg[name]
         typed[name] = type_source(name, spec["path"], read_source(spark, name, spec))
 
-    stats: dict[str, Any] = {"sources": {}, "entities": {}, "as_of": format_ts(as_of)}
+    stats: dict[str, Any] = {"sources": {}, "entities": {}, "as_of": format_ts(as_of), "warnings": []}
     splits: dict[str, _Split] = {}
 
     def split(name: str, ts: TypedSource) -> _Split:
         say(f"validating {name}")
-        s = _Split(ts)
+        try:
+            with quiet_spark(spark):  # the first action: where a file with broken data pages fails
+                s = _Split(ts)
+        except Exception as err:
+            worded = _read_error(err, name, sources_cfg)
+            if worded is err:
+                raise
+            raise worded from None
         splits[name] = s
         stats["sources"][name] = s.stats()
+        if s.total == 0:
+            stats["warnings"].append(_zero_rows_warning(name, ts.path))
+            log.warning("%s", stats["warnings"][-1], extra={"run_id": run_id, "source": name})
         return s
 
     try:
@@ -146,6 +167,31 @@ def run_aggregate(spark: SparkSession, config: Config, run_id: str, as_of: datet
         for s in splits.values():
             s.release()
     return stats
+
+
+# Spark's error classes for a data file it could not read (Spark 3.5+ / 4)
+_READ_ERRORS = ("FAILED_READ_FILE", "CANNOT_READ_FILE_FOOTER", "is not a Parquet file", "MALFORMED_RECORD",
+                "Not in GZIP format", "incorrect header check", "CANNOT_DECOMPRESS")
+
+
+def _read_error(err: Exception, name: str, sources_cfg: dict[str, Any]) -> Exception:
+    """A source file Spark could not read → SourceSchemaError naming that source; else ``err``."""
+    text = str(err)
+    if not any(marker in text for marker in _READ_ERRORS):
+        return err
+    # the failing file is named in the message: the source whose path it is under
+    culprit = next((n for n, spec in sources_cfg.items() if str(spec.get("path") or "\0") in text), name)
+    spec = sources_cfg.get(culprit) or {}
+    return unreadable_source(culprit, str(spec.get("path")), str(spec.get("format") or "parquet"), err)
+
+
+def _zero_rows_warning(name: str, path: str) -> str:
+    text = f"source '{name}' ({path}) has zero rows; check the export"
+    entity = PRIMARY_SOURCES.get(name)
+    if entity:
+        text += (f": every {entity} definition is empty, so the gates hold the run (empty_output) "
+                 f"until it is approved or rejected")
+    return text
 
 
 def _check_tolerance(splits: list[_Split], tolerance: float, root: str, run_id: str) -> None:

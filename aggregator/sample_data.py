@@ -1,7 +1,11 @@
 """A deterministic, realistic marketplace written as Parquet, about 1% of it dirty on purpose.
 
 Dirt is placed by row position (row ``i`` with ``i % 100 == 37``) and its kind rotates,
-so the counts are exact and recorded in ``_sample.json`` beside the data.
+so the counts are exact and recorded in ``_sample.json`` beside the data. A kind with
+several values (hostile titles and names, non-numeric prices) rotates its value by
+occurrence: the n-th row of that kind takes value ``n % len(values)``, so every value
+occurs once the source has ``100 * kinds * values`` rows, and each value's count is
+recorded too (``dirty_values``).
 """
 
 from __future__ import annotations
@@ -65,16 +69,24 @@ CAMPAIGNS = [
     ("summer-sale", "all", None, 15.0, -150, 60),
     ("books-month", "category", "Books", 10.0, -1, 31),
 ]
-# Titles that must survive XML and CSV rendering intact (or safely escaped).
-HOSTILE_TITLES = [
-    "Kabel USB-C & <Lightning> 2m ]]> \"best\" 'deal'",
-    "Ekspres\x00 do\x07 kawy \x1b[31mred\x1b[0m\x0b\x0c",
-    "Słuchawki 🎧 bezprzewodowe 🔥🔥 nowe",
-    "سماعات رأس لاسلكية — עברית RTL \u202etxet desrever\u202c",
-    "=HYPERLINK(\"http://evil.example\",\"click\") +cmd -2 @SUM(A1)",
-    "<![CDATA[ nested ]]> </title><script>alert(1)</script>",
-    "Tab\there, newline\nthere, CR\rend \ufffe\uffff",
-]
+# Titles that must survive XML and CSV rendering intact (or safely escaped), by kind.
+HOSTILE_TITLE_KINDS = {
+    "markup": "Kabel USB-C & <Lightning> 2m ]]> \"best\" 'deal'",
+    "control_characters": "Ekspres\x00 do\x07 kawy \x1b[31mred\x1b[0m\x0b\x0c",
+    "emoji": "Słuchawki 🎧 bezprzewodowe 🔥🔥 nowe",
+    "rtl_and_override_marks": "سماعات رأس لاسلكية — עברית RTL \u202etxet desrever\u202c",
+    "csv_formula": "=HYPERLINK(\"http://evil.example\",\"click\") +cmd -2 @SUM(A1)",
+    "cdata_and_script": "<![CDATA[ nested ]]> </title><script>alert(1)</script>",
+    "line_breaks_and_noncharacters": "Tab\there, newline\nthere, CR\rend \ufffe\uffff",
+}
+HOSTILE_TITLES = list(HOSTILE_TITLE_KINDS.values())
+# (first_name, last_name) that audience exports must hash or neutralise, by kind.
+HOSTILE_NAME_KINDS = {
+    "csv_formula_and_markup": ("=cmd|' /C calc'!A0 <b>&amp;", "O'Brien \"Bobby\" ]]> 🤖 עברית"),
+    "control_characters": ("Jan\x00\x07\x1b[31m", "Kowal\tski\r\n\x0b"),
+    "emoji_and_rtl": ("🤖 Zofia", "עברית \u202eikswoN\u202c"),
+}
+NON_NUMERIC_PRICES = {"comma_decimal": "12,99 zł", "letters": "abc", "empty": "", "nan": "NaN"}
 
 
 def _dirty_kind(i: np.ndarray, kinds: list[str]) -> np.ndarray:
@@ -83,6 +95,17 @@ def _dirty_kind(i: np.ndarray, kinds: list[str]) -> np.ndarray:
     mask = (i % 100) == 37
     out[mask] = np.array(kinds, dtype=object)[(i[mask] // 100) % len(kinds)]
     return out
+
+
+def _occurrence(i: int, kinds: list[str]) -> int:
+    """Which occurrence of its kind dirty row ``i`` is (0 for the first row of that kind)."""
+    return i // (100 * len(kinds))
+
+
+def _pick(values: dict, i: int, kinds: list[str]) -> tuple:
+    """The (name, value) that dirty row ``i`` takes from ``values``, rotating by occurrence."""
+    name = list(values)[_occurrence(i, kinds) % len(values)]
+    return name, values[name]
 
 
 def _gtin13(rng: np.random.Generator, n: int) -> list[str]:
@@ -185,6 +208,8 @@ def write_sample_data(out: str | Path, offers: int = 10_000, customers: int = 2_
 
     # Offers
     offer_dirt: Counter = Counter()
+    title_kinds: Counter = Counter()
+    price_kinds: Counter = Counter()
 
     def build_offers(start: int, stop: int) -> pa.Table:
         say(f"offers {start:,}-{stop:,}")
@@ -216,7 +241,8 @@ def write_sample_data(out: str | Path, offers: int = 10_000, customers: int = 2_
             elif k == "negative_price":
                 price_txt[j] = f"-{price_txt[j]}"
             elif k == "non_numeric_price":
-                price_txt[j] = ["12,99 zł", "abc", "", "NaN"][(int(i[j]) // 700) % 4]
+                name, price_txt[j] = _pick(NON_NUMERIC_PRICES, int(i[j]), OFFER_DIRT)
+                price_kinds[name] += 1
             elif k == "unknown_currency":
                 currency[j] = "XYZ"
             elif k == "duplicate_offer_id":
@@ -225,7 +251,8 @@ def write_sample_data(out: str | Path, offers: int = 10_000, customers: int = 2_
             elif k == "dangling_seller_id":
                 sellers_col[j] = f"s-missing-{int(i[j])}"
             elif k == "hostile_title":
-                titles[j] = HOSTILE_TITLES[(int(i[j]) // 100) % len(HOSTILE_TITLES)]
+                name, titles[j] = _pick(HOSTILE_TITLE_KINDS, int(i[j]), OFFER_DIRT)
+                title_kinds[name] += 1
         image = [f"https://img.example.com/{k}.jpg" if h else None for k, h in zip(i.tolist(), has_image.tolist())]
         keep = np.ones(n, dtype=bool)
         if variant == 1:
@@ -296,6 +323,7 @@ def write_sample_data(out: str | Path, offers: int = 10_000, customers: int = 2_
 
     # Customers
     cust_dirt: Counter = Counter()
+    name_kinds: Counter = Counter()
 
     def build_customers(start: int, stop: int) -> pa.Table:
         say(f"customers {start:,}-{stop:,}")
@@ -329,8 +357,8 @@ def write_sample_data(out: str | Path, offers: int = 10_000, customers: int = 2_
             elif k == "duplicate_customer_id":
                 ids[j] = f"c{int(i[j]) - 1:07d}"
             elif k == "hostile_name":
-                first[j] = "=cmd|' /C calc'!A0 <b>&amp;"
-                last[j] = "O'Brien \"Bobby\" ]]> 🤖 עברית"
+                name, (first[j], last[j]) = _pick(HOSTILE_NAME_KINDS, int(i[j]), CUSTOMER_DIRT)
+                name_kinds[name] += 1
             elif k == "bad_email":
                 emails[j] = "not-an-email"
         signup = r.integers(30 * 86400, 3 * 365 * 86400, n)
@@ -420,6 +448,12 @@ def write_sample_data(out: str | Path, offers: int = 10_000, customers: int = 2_
     summary = {
         "seed": seed, "variant": variant, "base_time": BASE_TIME.isoformat(), "rows": counts,
         "dirty": {k: dict(sorted(v.items())) for k, v in dirt.items()},
+        # how many rows of a many-valued kind took each value; they add up to "dirty"
+        "dirty_values": {
+            "offers": {"hostile_title": dict(sorted(title_kinds.items())),
+                       "non_numeric_price": dict(sorted(price_kinds.items()))},
+            "customers": {"hostile_name": dict(sorted(name_kinds.items()))},
+        },
     }
     (out / "_sample.json").write_text(json.dumps(summary, indent=2, sort_keys=True), encoding="utf-8")
     return summary

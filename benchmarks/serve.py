@@ -18,9 +18,9 @@ Builds a feed of about 100 MB of gzip members (10 MB with --small) with
 
 Targets (issue 6): feedgen downloads at >= 50% of nginx's throughput; 304 p99 < 5 ms.
 
-nginx is the Debian package: ``apt-get update && apt-get install -y nginx``. The benchmark
-installs nothing; it runs ``nginx`` from PATH (or /usr/sbin/nginx) as a non-daemon on a
-loopback port with a temporary config.
+nginx is the Debian package: ``apt-get install -y nginx-light``. The benchmark installs
+nothing; it runs ``nginx`` from PATH (or /usr/sbin/nginx) as a non-daemon on a loopback
+port with a temporary config (``feedgen.jobs.deploy.start_nginx``).
 """
 
 from __future__ import annotations
@@ -32,7 +32,6 @@ import json
 import os
 import random
 import shutil
-import signal
 import socket
 import statistics
 import subprocess
@@ -301,52 +300,25 @@ def start_gunicorn_noop(tmp: Path, port: int, workers: int, threads: int) -> sub
 
 
 def start_nginx(tmp: Path, static: Path, port: int, workers: int) -> subprocess.Popen:
-    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
-    if not Path(nginx).exists():
-        raise SystemExit("nginx not found: install the Debian package with "
-                         "`apt-get update && apt-get install -y nginx`")
-    prefix = tmp / "nginx"
-    prefix.mkdir()
-    user = "user root root;\n" if os.geteuid() == 0 else ""
-    conf = prefix / "nginx.conf"
-    conf.write_text(f"""{user}worker_processes {workers};
-daemon off;
-pid {prefix}/nginx.pid;
-error_log {prefix}/error.log warn;
-events {{ worker_connections 1024; }}
-http {{
-    access_log off;
-    sendfile on;
+    from feedgen.jobs.deploy import start_nginx as run_nginx
+
+    http = f"""    sendfile on;
     tcp_nopush on;
     keepalive_timeout 65;
     keepalive_requests 1000000;
-    client_body_temp_path {prefix}/body;
-    proxy_temp_path {prefix}/proxy;
-    fastcgi_temp_path {prefix}/fastcgi;
-    uwsgi_temp_path {prefix}/uwsgi;
-    scgi_temp_path {prefix}/scgi;
     types {{ application/gzip gz; }}
     server {{
         listen 127.0.0.1:{port};
         root {static};
         etag on;
-    }}
-}}
-""")
-    proc = subprocess.Popen([nginx, "-p", str(prefix), "-c", str(conf)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _wait_for_port(port)
-    return proc
+    }}"""
+    return run_nginx(tmp / "nginx", http, port, workers=workers)
 
 
 def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    from feedgen.jobs.deploy import stop_process
+
+    stop_process(proc)
 
 
 def _etag(url: str, headers: dict[str, str]) -> str:

@@ -8,9 +8,20 @@ Endpoints (docs/internals.md, "File server"):
 Access: feed and export URLs need the definition's token (see ``feedgen.fileserver.auth``).
 Without credentials every valid-looking id answers 401; with credentials that do not open
 the id, or for an id that is not published, the answer is the same 404. An id that does not
-match ``[a-z0-9-]+`` is 404 before anything else. Ids are matched against a strict pattern
-and only ever used to build ``current/<id>.json``; every other path comes from the pointer
-and manifest the publisher wrote.
+match ``[a-z0-9-]{1,128}`` in full is 404 before anything else. Ids are matched against a
+strict pattern and only ever used to build ``current/<id>.json``; every other path comes
+from the pointer and manifest the publisher wrote. Every id, number, token and date a
+request carries is parsed by ``feedgen.fileserver.params`` (the same functions on the
+Flask routes and the 304 fast path); a repeated ``file``/``token``/``limit`` is 400.
+
+A path with an empty segment (``//feeds/x``, ``/segments/x%2F/export``) is the same 404,
+never a redirect. A serving store that cannot be read (its folder missing, its S3 endpoint
+down) is 503 with one line on every path (``/healthz`` included), the cause in the log only.
+Admin and metrics answers, 401 included, are JSON ``{"error": ...}``; feed answers are text.
+
+What strangers see: ``/healthz`` says only ``{"status": ...}``; ``/metrics`` needs the
+metrics token (``server.metrics_token_sha256``) or the admin token, because its
+per-definition series name every published definition.
 """
 
 from __future__ import annotations
@@ -18,24 +29,26 @@ from __future__ import annotations
 import copy
 import json
 import logging
-import re
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
-from urllib.parse import parse_qsl
 
 from flask import Flask, Response, abort, jsonify, request
 from werkzeug.exceptions import HTTPException
-from werkzeug.http import http_date, parse_accept_header, parse_date, remove_entity_headers
+from werkzeug.http import http_date, parse_accept_header, remove_entity_headers
 
+from feedgen.fileserver import params
 from feedgen.fileserver.auth import TokenTable, header_token, request_token
-from feedgen.fileserver.lookups import lookups
+from feedgen.fileserver.lookups import MAX_BODY, lookups
 from feedgen.fileserver.metrics import Metrics
 from feedgen.fileserver.published import (
     CHUNK,
+    STORE_ERRORS,
+    UNAVAILABLE,
     Document,
     ManifestCache,
     NotPublished,
+    check_store,
     gzip_stream,
     identity_stream,
     resolve,
@@ -48,12 +61,9 @@ __all__ = ["create_app"]
 
 log = logging.getLogger("feedgen.fileserver")
 
-_FEED_NAME = re.compile(r"^(?P<id>[a-z0-9-]{1,128})(?:\.(?P<fmt>xml|csv|tsv))?(?P<gz>\.gz)?$")
-_ID = re.compile(r"^[a-z0-9-]{1,128}$")
-_RUN_ID = re.compile(r"^[A-Za-z0-9-]{1,80}$")
-_FILE_INDEX = re.compile(r"^[0-9]{1,6}$")
-_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 _NOT_FOUND = b"not found\n"
+_RUN_ID_RULE = "run ids are 1-80 ASCII letters, digits and '-'; list runs with GET /runs"
+MAX_RUNS = 1000
 
 
 def _as_config(config: Config | dict | None) -> Config:
@@ -103,7 +113,12 @@ def create_app(config: Config | dict | None = None) -> Flask:
     metrics = Metrics(store)
 
     app = Flask("feedgen.fileserver")
+    # "/customers/0%2F/segments" must not be redirected to "/customers/0/segments": an id
+    # is taken as sent or refused, never corrected into another one.
+    app.url_map.merge_slashes = False
     app.config["FEEDGEN"] = config
+    # Every request body, chunked ones included (werkzeug's limited stream), stops here.
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
     app.extensions["feedgen"] = {"store": store, "data_store": data_store, "metrics": metrics}
 
     @app.errorhandler(404)
@@ -112,22 +127,37 @@ def create_app(config: Config | dict | None = None) -> Flask:
         # One body for every miss, whatever the reason, so misses cannot be told apart.
         return Response(_NOT_FOUND, status=404, mimetype="text/plain")
 
+    @app.errorhandler(413)
+    def _too_large(_err: HTTPException) -> Response:
+        return _json_error(413, f"body: larger than {MAX_BODY} bytes")
+
+    for error in STORE_ERRORS:
+        app.register_error_handler(error, lambda err: unavailable(request.path, err, store.uri))
+
     @app.get("/healthz")
     def healthz() -> Response:
+        # Only a status: where the store is and why it failed go to the log, not to strangers.
         try:
-            store.exists("current/.healthz")
+            check_store(store)
         except Exception as err:  # noqa: BLE001 - any backend failure means unhealthy
-            return jsonify({"status": "unavailable", "store": store.uri, "error": str(err)}), 503
-        return jsonify({"status": "ok", "store": store.uri})
+            log.error("healthz: serving store %s is unavailable: %s", store.uri, err)
+            return jsonify({"status": "unavailable"}), 503
+        return jsonify({"status": "ok"})
 
     @app.get("/metrics")
     def metrics_view() -> Response:
+        token = header_token(request.headers.get("Authorization"))
+        if token is None:
+            return _unauthorized(_METRICS_401, realm="feedgen-metrics")
+        if not tokens.opens_metrics(token):
+            return _json_error(403, "this token opens no metrics: send the token whose sha256 is "
+                                    "server.metrics_token_sha256 (or the admin token)")
         body, ctype = metrics.render()
         return Response(body, mimetype=None, content_type=ctype)
 
     @app.route("/feeds/<name>", methods=["GET", "HEAD"])
     def feed(name: str) -> Response:
-        m = _FEED_NAME.match(name)
+        m = params.FEED_NAME.fullmatch(name)
         if not m:
             abort(404)
         return _serve(m["id"], "feed", m["fmt"], bool(m["gz"]))
@@ -141,14 +171,19 @@ def create_app(config: Config | dict | None = None) -> Flask:
         return _serve(segment_id, "segment", None, True)
 
     def _serve(definition_id: str, kind: str, fmt: str | None, gz_url: bool) -> Response:
-        if not _ID.match(definition_id):
+        if not params.DEFINITION_ID.fullmatch(definition_id):
             abort(404)
-        token = request_token(request.headers.get("Authorization"), request.args.get("token"))
+        try:
+            query = params.query(request.environ.get("QUERY_STRING"))
+            query_token, index_text = params.single(query, "token"), params.single(query, "file")
+        except params.BadParameter as err:
+            return _text_error(400, str(err))
+        token = request_token(request.headers.get("Authorization"), query_token)
         if not tokens.opens(definition_id, token):
             if token is None:
-                return _unauthorized()
+                return _unauthorized(_FEED_401)
             abort(404)
-        doc = _find_document(store, manifests, definition_id, kind, fmt, request.args.get("file", "0"))
+        doc = _find_document(store, manifests, definition_id, kind, fmt, index_text)
         if doc is None:
             abort(404)
         return _document_response(doc, gz_url)
@@ -160,9 +195,13 @@ def create_app(config: Config | dict | None = None) -> Flask:
                         etag, doc.published_at):
             return Response(status=304, headers=headers)
         status, start, end = 200, 0, length - 1
-        byte_range = _requested_range(length, etag, doc.published_at)
-        if byte_range == "unsatisfiable":
-            return Response(status=416, headers={**headers, "Content-Range": f"bytes */{length}"})
+        try:
+            byte_range = _requested_range(length, etag, doc.published_at)
+        except params.BadRange:
+            return Response(f"range not satisfiable: send one 'Range: bytes=FIRST-LAST' (ASCII digits, "
+                            f"FIRST below {length}) or no Range for the whole {length}-byte file\n",
+                            status=416, mimetype="text/plain",
+                            headers={**headers, "Content-Range": f"bytes */{length}"})
         if byte_range is not None:
             status, (start, end) = 206, byte_range
             headers["Content-Range"] = f"bytes {start}-{end}/{length}"
@@ -181,9 +220,13 @@ def create_app(config: Config | dict | None = None) -> Flask:
     def _admin() -> Response | None:
         token = header_token(request.headers.get("Authorization"))
         if token is None:
-            return _unauthorized(realm="feedgen-admin")
+            return _unauthorized(_ADMIN_401, realm="feedgen-admin")
+        if tokens.admin is None:
+            return _json_error(403, "admin endpoints are off: set server.admin_token_sha256 to the sha256 "
+                                    "of an admin token and restart the server")
         if not tokens.is_admin(token):
-            return _json_error(403, "this token is not the admin token (server.admin_token_sha256)")
+            return _json_error(403, "this token is not the admin token: send the token whose sha256 is "
+                                    "server.admin_token_sha256 as 'Authorization: Bearer <token>'")
         return None
 
     @app.get("/runs")
@@ -191,8 +234,11 @@ def create_app(config: Config | dict | None = None) -> Flask:
         denied = _admin()
         if denied is not None:
             return denied
-        limit_text = request.args.get("limit", "100")
-        limit = int(limit_text) if limit_text.isdigit() else 100
+        try:
+            query = params.query(request.environ.get("QUERY_STRING"))
+            limit = params.number(params.single(query, "limit"), "limit", default=100, low=1, high=MAX_RUNS)
+        except params.BadParameter as err:
+            return _json_error(400, str(err))
         out = []
         for run_id in sorted(data_store.subdirs("runs/"), reverse=True)[:limit]:
             record = _read_run(run_id)
@@ -205,7 +251,9 @@ def create_app(config: Config | dict | None = None) -> Flask:
         denied = _admin()
         if denied is not None:
             return denied
-        record = _read_run(run_id) if _RUN_ID.match(run_id) else None
+        if not params.RUN_ID.fullmatch(run_id):
+            return _json_error(400, f"malformed run id; {_RUN_ID_RULE}")
+        record = _read_run(run_id)
         if record is None:
             return _json_error(404, f"run {run_id!r} not found; list runs with GET /runs")
         return jsonify(record)
@@ -217,7 +265,9 @@ def create_app(config: Config | dict | None = None) -> Flask:
             return denied
         if action not in ("approve", "reject"):
             abort(404)
-        if not _RUN_ID.match(run_id) or _read_run(run_id) is None:
+        if not params.RUN_ID.fullmatch(run_id):
+            return _json_error(400, f"malformed run id; {_RUN_ID_RULE}")
+        if _read_run(run_id) is None:
             return _json_error(404, f"run {run_id!r} not found; list runs with GET /runs")
         try:
             from feedgen.jobs import lifecycle
@@ -225,7 +275,8 @@ def create_app(config: Config | dict | None = None) -> Flask:
             return _json_error(503, "approvals are not available: feedgen.jobs.lifecycle is missing")
         decide = lifecycle.approve_run if action == "approve" else lifecycle.reject_run
         try:
-            result = decide(config, run_id, by="http admin")
+            # audited in the registry as "admin-token" (unaudited, with a warning, if it cannot open)
+            result = decide(config, run_id, by="admin-token")
         except FeedgenError as err:
             return _json_error(409, str(err))
         record = _read_run(run_id) or {}
@@ -242,8 +293,47 @@ def create_app(config: Config | dict | None = None) -> Flask:
 
     app.register_blueprint(lookups)  # GET /customers/<id>/segments, POST /customers/segments/lookup
     app.wsgi_app = _Revalidation(app.wsgi_app, store, manifests, tokens)  # type: ignore[method-assign]
+    app.wsgi_app = _Guard(app.wsgi_app, store.uri)  # type: ignore[method-assign]
     app.wsgi_app = metrics.wrap(app.wsgi_app)  # type: ignore[method-assign]
     return app
+
+
+def unavailable(path: str, err: BaseException, where: str) -> Response:
+    """503 for a store that cannot be read: plain text on feed and export URLs (as their other
+    errors), JSON elsewhere; the store's address and the cause go to the log only."""
+    log.error("serving store %s is unavailable: %s: %s", where, type(err).__name__, err)
+    feedish = path.startswith(("/feeds/", "/segments/"))
+    response = _text_error(503, UNAVAILABLE) if feedish else _json_error(503, UNAVAILABLE)
+    response.headers["Retry-After"] = "30"
+    return response
+
+
+class _Guard:
+    """WSGI, outermost but for the metrics: what every path answers the same way.
+
+    A path with an empty segment (``//feeds/x``, ``/feeds//x``, ``/segments/x%2F/export``)
+    names no resource: the same 404 as any miss, before any route or fast path could read
+    it as another id (or a redirect could repeat its ``?token=`` in a Location). A store
+    that cannot be read while a fast path answers (they run outside Flask) is the same 503
+    the Flask routes give.
+    """
+
+    def __init__(self, wsgi_app: Any, where: str) -> None:
+        self.wsgi_app = wsgi_app
+        self.where = where
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        path = environ.get("PATH_INFO", "")
+        # (PATH_INFO is percent-decoded, so %2F counts; gunicorn passes a leading "//" on,
+        # while Python's http.server, under werkzeug's development server, collapses it)
+        if "//" in path:
+            start_response("404 NOT FOUND", [("Content-Type", "text/plain; charset=utf-8"),
+                                             ("Content-Length", str(len(_NOT_FOUND)))])
+            return [_NOT_FOUND]
+        try:
+            return self.wsgi_app(environ, start_response)
+        except STORE_ERRORS as err:
+            return unavailable(path, err, self.where)(environ, start_response)
 
 
 class _Revalidation:
@@ -282,23 +372,26 @@ class _Revalidation:
         path = environ.get("PATH_INFO", "")
         fmt: str | None = None
         if path.startswith("/feeds/"):
-            m = _FEED_NAME.match(path[7:])
+            m = params.FEED_NAME.fullmatch(path[7:])
             if not m:
                 return None
             definition_id, kind, fmt, gz_url = m["id"], "feed", m["fmt"], bool(m["gz"])
         elif path.startswith("/segments/") and path.endswith(("/export", "/export.gz")):
             gz_url = path.endswith(".gz")
             definition_id, kind = path[10:-10 if gz_url else -7], "segment"
-            if not _ID.match(definition_id):
+            if not params.DEFINITION_ID.fullmatch(definition_id):
                 return None
         else:
             return None
-        query_string = environ.get("QUERY_STRING")
-        query = dict(parse_qsl(query_string, keep_blank_values=True)) if query_string else {}
-        token = request_token(environ.get("HTTP_AUTHORIZATION"), query.get("token"))
+        try:  # read exactly as Flask's route reads it; a refusal is left to Flask to word
+            query = params.query(environ.get("QUERY_STRING"))
+            query_token, index_text = params.single(query, "token"), params.single(query, "file")
+        except params.BadParameter:
+            return None
+        token = request_token(environ.get("HTTP_AUTHORIZATION"), query_token)
         if not self.tokens.opens(definition_id, token):
             return None
-        doc = _find_document(self.store, self.manifests, definition_id, kind, fmt, query.get("file", "0"))
+        doc = _find_document(self.store, self.manifests, definition_id, kind, fmt, index_text)
         if doc is None:
             return None
         accept = environ.get("HTTP_ACCEPT_ENCODING")
@@ -325,9 +418,10 @@ class _Revalidation:
 
 
 def _find_document(store: Any, manifests: ManifestCache, definition_id: str, kind: str,
-                   fmt: str | None, index_text: str) -> Document | None:
+                   fmt: str | None, index_text: str | None) -> Document | None:
     """The published document a request names (its id checked, access granted), else None."""
-    if not _FILE_INDEX.match(index_text):
+    index_text = "0" if index_text is None else index_text
+    if not params.FILE_INDEX.fullmatch(index_text):
         return None
     try:
         doc = resolve(store, manifests, definition_id, kind, int(index_text))
@@ -336,19 +430,37 @@ def _find_document(store: Any, manifests: ManifestCache, definition_id: str, kin
     return None if fmt is not None and fmt != doc.fmt else doc
 
 
-def _unauthorized(realm: str = "feedgen") -> Response:
-    return Response(
-        b"credentials required: send the token as 'Authorization: Bearer <token>', "
-        b"as the basic-auth password, or as ?token=<token>\n",
-        status=401, mimetype="text/plain",
-        headers={"WWW-Authenticate": f'Basic realm="{realm}", charset="UTF-8"'},
-    )
+_FEED_401 = ("credentials required: send the feed's token as 'Authorization: Bearer <token>', "
+             "as the basic-auth password, or as ?token=<token>")
+_ADMIN_401 = ("credentials required: send the admin token as 'Authorization: Bearer <token>' "
+              "(or as the basic-auth password); admin endpoints refuse ?token= so that the token "
+              "never lands in access logs")
+_METRICS_401 = ("credentials required: send the metrics token (server.metrics_token_sha256) or the "
+                "admin token as 'Authorization: Bearer <token>'; ?token= is refused")
+
+
+def _unauthorized(message: str, realm: str = "feedgen") -> Response:
+    # Feeds offer basic auth (what Merchant Center's fetcher speaks) and answer in plain text,
+    # as every feed error; the admin and metrics endpoints ask for Bearer and answer JSON, as
+    # their 400/403/404 do.
+    if realm == "feedgen":
+        response = _text_error(401, message)
+        scheme = "Basic"
+    else:
+        response = _json_error(401, message)
+        scheme = "Bearer"
+    response.headers["WWW-Authenticate"] = f'{scheme} realm="{realm}", charset="UTF-8"'
+    return response
+
+
+def _text_error(status: int, message: str) -> Response:
+    return Response(f"{message}\n", status=status, mimetype="text/plain")
 
 
 def _json_error(status: int, message: str) -> Response:
-    response = jsonify({"error": message})
-    response.status_code = status
-    return response
+    # (built without jsonify: the WSGI guard answers outside any Flask app context)
+    body = json.dumps({"error": message}, separators=(",", ":")) + "\n"
+    return Response(body, status=status, mimetype="application/json")
 
 
 def representation(doc: Document, gz_url: bool, accepts_gzip: bool
@@ -388,34 +500,23 @@ def not_modified(if_none_match: str | None, if_modified_since: str | None, etag:
         # Weak comparison (RFC 9110 13.1.2): a W/ prefix does not matter for GET/HEAD.
         tags = {t.strip().removeprefix("W/") for t in if_none_match.split(",")}
         return "*" in tags or etag in tags
-    ims = parse_date(if_modified_since)
+    # (an If-Modified-Since that is not a valid HTTP-date is ignored, RFC 9110 13.1.3)
+    ims = params.http_date(if_modified_since)
     return ims is not None and last_modified <= ims
 
 
-def _requested_range(length: int, etag: str, last_modified: datetime) -> tuple[int, int] | str | None:
+def _requested_range(length: int, etag: str, last_modified: datetime) -> tuple[int, int] | None:
+    """The range to send (None: the whole representation); ``params.BadRange`` → 416."""
     header = request.headers.get("Range")
     if not header:
         return None
     if_range = request.headers.get("If-Range")
     if if_range is not None:
-        if if_range.startswith(('"', "W/")):
+        # If-Range is checked first: a stale validator means "send it all", whatever the Range says.
+        if if_range.strip().startswith(('"', "W/")):
             if if_range.strip() != etag:
                 return None
-        elif parse_date(if_range) != last_modified:
+        elif params.http_date(if_range) != last_modified:
             return None
-    m = _RANGE.match(header.strip())
-    if not m or (not m[1] and not m[2]):
-        return None  # several ranges or bad syntax: send the whole representation
-    if m[1]:
-        start = int(m[1])
-        if m[2] and int(m[2]) < start:
-            return None  # invalid: ignore the header
-        if start >= length:
-            return "unsatisfiable"
-        end = int(m[2]) if m[2] else length - 1
-        return start, min(end, length - 1)
-    suffix = int(m[2])
-    if suffix == 0 or length == 0:
-        return "unsatisfiable"
-    return max(0, length - suffix), length - 1
+    return params.byte_range(header, length)
 

@@ -2,8 +2,9 @@
 
 A feed token may arrive as ``Authorization: Bearer <token>``, as the password of HTTP
 basic auth (Google Merchant Center's fetch supports a user and password; the user name
-is ignored) or as ``?token=<token>``. The admin token is accepted only in the
-``Authorization`` header, so it never lands in access logs.
+is ignored) or as ``?token=<token>``. The admin and metrics tokens are accepted only in the
+``Authorization`` header, so they never land in access logs. A token is 1-512 visible ASCII
+characters (``feedgen.fileserver.params.TOKEN``); anything else opens nothing.
 
 What a client learns (the same for every syntactically valid id, existing or not):
 no credentials → 401; credentials that do not open this id → 404, exactly as for a
@@ -20,6 +21,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from feedgen.fileserver.params import valid_token
 from feedgen.jobs.errors import ConfigError
 
 __all__ = ["TokenTable", "hash_token", "header_token", "request_token"]
@@ -82,19 +84,25 @@ class TokenTable:
         self.public = frozenset(str(p) for p in public)
         admin = server.get("admin_token_sha256")
         self.admin = _check_digest(admin, f"{label}: server.admin_token_sha256") if admin else None
+        metrics = server.get("metrics_token_sha256")
+        self.metrics = _check_digest(metrics, f"{label}: server.metrics_token_sha256") if metrics else None
 
     def opens(self, definition_id: str, token: str | None) -> bool:
         """True when ``token`` gives access to ``definition_id``."""
         if definition_id in self.public:
             return True
-        if token is None:
-            return False
-        expected = self.digests.get(definition_id)
-        match = hmac.compare_digest(hash_token(token), expected or _NO_TOKEN)
-        return match and expected is not None
+        return _matches(token, self.digests.get(definition_id))
 
     def is_admin(self, token: str | None) -> bool:
-        if token is None:
-            return False
-        match = hmac.compare_digest(hash_token(token), self.admin or _NO_TOKEN)
-        return match and self.admin is not None
+        return _matches(token, self.admin)
+
+    def opens_metrics(self, token: str | None) -> bool:
+        """True for the metrics token (``server.metrics_token_sha256``) or the admin token."""
+        return _matches(token, self.metrics) or _matches(token, self.admin)
+
+
+def _matches(token: str | None, expected: str | None) -> bool:
+    if not valid_token(token):
+        return False
+    match = hmac.compare_digest(hash_token(token), expected or _NO_TOKEN)  # type: ignore[arg-type]
+    return match and expected is not None

@@ -5,7 +5,11 @@
 ``POST /customers/segments/lookup`` with ``{"customer_ids": [...]}`` (at most 1,000, filters
 in the query string or the body) → ``{run_id, as_of, results: [{customer_id, known, segments}]}``.
 Filters: each may repeat (any of its values), different filters all apply. An unknown
-customer is ``known: false`` with no segments (200); a malformed id, filter or body is 400.
+customer is ``known: false`` with no segments (200); a malformed id, filter or body is 400,
+a body over ``MAX_BODY`` bytes (however it is sent, chunked included) is 413 and is not read
+past the limit, a JSON object naming a key twice is 400. While the serving store cannot be
+read and no index is open, lookups are 503 (an open index keeps answering). Ids and filter values are matched in full (``feedgen.fileserver.params``),
+on the fast path and the Flask route alike.
 
 Freshness: ``run_id`` and ``as_of`` of the run answering, ``X-Feedgen-Run``, and ``Age``:
 whole seconds since the run's ``as_of`` (the instant its memberships were computed), so
@@ -41,12 +45,15 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, quote
+from urllib.parse import quote
 
 from flask import Blueprint, Flask, Response, current_app, request
 from flask.blueprints import BlueprintSetupState
+from werkzeug.exceptions import ClientDisconnected, RequestEntityTooLarge
 
+from feedgen.fileserver import params
 from feedgen.fileserver.auth import hash_token, header_token
+from feedgen.fileserver.published import UNAVAILABLE, StoreUnavailable, check_store
 from feedgen.generator.membership import FORMAT, POINTER_KEY, decode_segs
 from feedgen.jobs.errors import ConfigError
 from feedgen.jobs.store import LocalStore, Store, open_store
@@ -58,11 +65,12 @@ log = logging.getLogger("feedgen.fileserver.lookups")
 MAX_BATCH = 1000
 MAX_FILTER_VALUES = 50
 MAX_BODY = 1 << 20
-_CUSTOMER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@+-]{0,127}$")
-_SEGMENT_ID = re.compile(r"^[a-z0-9-]{1,128}$")
-_FILTER_VALUE = re.compile(r"^[^\x00-\x1f\x7f]{1,200}$")
-_HEX64 = re.compile(r"^[0-9a-f]{64}$")
-_RUN_FILE = re.compile(r"^[A-Za-z0-9-]{1,80}$")
+_CUSTOMER_ID = params.CUSTOMER_ID
+_SEGMENT_ID = params.DEFINITION_ID
+# Category and type values may be any language; control and line-separator characters are not.
+_FILTER_VALUE = re.compile(r"[^\x00-\x1f\x7f-\x9f\u2028\u2029]{1,200}")
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+_RUN_FILE = params.RUN_ID
 FILTERS = ("type", "store_id", "category", "segment")
 _ID_RULE = "1-128 characters: letters, digits and _ . : @ + -, starting with a letter or digit"
 _EXTENSION = "feedgen_lookups"
@@ -106,9 +114,9 @@ class _Index:
         self.width = int(meta.get("seg_width", 2))
         self.seg_json: list[str] = []
         self.by: dict[str, dict[str, set[int]]] = {name: {} for name in FILTERS}
-        for seg, seg_id, seg_type, store_id, category, params in rows:
+        for seg, seg_id, seg_type, store_id, category, seg_params in rows:
             item = {"id": seg_id, "type": seg_type, "store_id": store_id, "category": category,
-                    "params": json.loads(params)}
+                    "params": json.loads(seg_params)}
             self.seg_json.append(json.dumps(item, separators=(",", ":"), ensure_ascii=False))
             for name, value in (("type", seg_type), ("store_id", store_id), ("category", category),
                                 ("segment", seg_id)):
@@ -185,6 +193,7 @@ class MembershipReader:
         self._signature: Any = None
         self._checked = -1e9
         self._failed: Any = None
+        self.unreachable = False  # the last pointer read failed: the store is down (503, not "unpublished")
         self._lock = threading.Lock()           # the current index and use counts
         self._refresh = threading.Lock()        # one thread opens a new run at a time
 
@@ -250,7 +259,12 @@ class MembershipReader:
         signature = self._due()
         if signature is not None:
             self._checked = time.monotonic()
-            self._switch(signature)
+            try:
+                self._switch(signature)
+            except Exception:
+                self.unreachable = True
+                raise
+            self.unreachable = False
 
     def _switch(self, signature: Any) -> None:
         try:
@@ -290,7 +304,7 @@ class MembershipReader:
         if isinstance(self.store, LocalStore):
             return str(self.store.path(key))
         run_id = str(pointer["run_id"])
-        if not _RUN_FILE.match(run_id):
+        if not _RUN_FILE.fullmatch(run_id):
             raise ValueError(f"{self.store.uri}/{POINTER_KEY}: run_id {run_id!r} is not a run id")
         expected = str(pointer.get("sha256") or "")
         self.cache_dir.mkdir(parents=True, exist_ok=True)
@@ -351,7 +365,7 @@ def _setup(state: BlueprintSetupState) -> None:
     digest = server.get("lookup_token_sha256")
     if digest is not None:
         digest = str(digest).strip().lower()
-        if not _HEX64.match(digest):
+        if not _HEX64.fullmatch(digest):
             raise ConfigError(f"{label}: server.lookup_token_sha256: expected the SHA-256 hex digest of the "
                               "token (64 hex characters); compute it with: printf %s 'TOKEN' | sha256sum")
     ttl = server.get("lookup_pointer_ttl", 1.0)
@@ -384,13 +398,17 @@ def _denied() -> Response | None:
         return _error(401, "credentials required: send 'Authorization: Bearer <token>' "
                            "(the token whose sha256 is server.lookup_token_sha256)",
                       {"WWW-Authenticate": 'Bearer realm="feedgen-lookups"'})
-    if not hmac.compare_digest(hash_token(token), expected):
+    if not _opens(token, expected):
         return _error(403, "this token does not open lookups (server.lookup_token_sha256)")
     return None
 
 
+def _opens(token: str | None, expected: str) -> bool:
+    return params.valid_token(token) and hmac.compare_digest(hash_token(token), expected)  # type: ignore[arg-type]
+
+
 def _check_customer(customer_id: Any, where: str) -> str:
-    if not isinstance(customer_id, str) or not _CUSTOMER_ID.match(customer_id):
+    if not isinstance(customer_id, str) or not _CUSTOMER_ID.fullmatch(customer_id):
         shown = customer_id if isinstance(customer_id, str) else type(customer_id).__name__
         raise BadRequest(f"{where}: malformed customer id {str(shown)[:140]!r}; ids are {_ID_RULE}")
     return customer_id
@@ -405,10 +423,10 @@ def _filters(pairs: Iterable[tuple[str, Any]], where: str) -> dict[str, list[str
         for v in values:
             if isinstance(v, int) and not isinstance(v, bool):
                 v = str(v)
-            if not isinstance(v, str) or not _FILTER_VALUE.match(v):
+            if not isinstance(v, str) or not _FILTER_VALUE.fullmatch(v):
                 raise BadRequest(f"{where}: filter {name}={str(v)[:60]!r} is malformed; give 1-200 "
                                  "printable characters")
-            if name == "segment" and not _SEGMENT_ID.match(v):
+            if name == "segment" and not _SEGMENT_ID.fullmatch(v):
                 raise BadRequest(f"{where}: segment={v[:60]!r} is not a segment id ([a-z0-9-], 1-128 characters)")
             out.setdefault(name, []).append(v)
         if len(out.get(name, ())) > MAX_FILTER_VALUES:
@@ -416,8 +434,17 @@ def _filters(pairs: Iterable[tuple[str, Any]], where: str) -> dict[str, list[str
     return out
 
 
-def _query_filters() -> dict[str, list[str]]:
-    return _filters(((k, v) for k, vs in request.args.lists() for v in vs), "query")
+def _query_filters(query_string: str | None) -> dict[str, list[str]]:
+    """The filters of a raw query string; the Flask route and the fast path both call this."""
+    try:
+        query = params.query(query_string)
+    except params.BadParameter as err:
+        raise BadRequest(str(err)) from None
+    return _filters(((k, v) for k, vs in query.items() for v in vs), "query")
+
+
+def _request_filters() -> dict[str, list[str]]:
+    return _query_filters(request.environ.get("QUERY_STRING"))
 
 
 def _answer(index: _Index, body: str) -> Response:
@@ -427,7 +454,14 @@ def _answer(index: _Index, body: str) -> Response:
     return Response(body, status=200, mimetype="application/json", headers=headers)
 
 
-def _not_ready() -> Response:
+def _not_ready(reader: MembershipReader) -> Response:
+    try:
+        if reader.unreachable:
+            raise StoreUnavailable(reader.store.uri)
+        check_store(reader.store)
+    except StoreUnavailable as err:
+        log.error("membership lookups: serving store %s is unavailable: %s", reader.store.uri, err)
+        return _error(503, UNAVAILABLE, {"Retry-After": "30"})
     return _error(503, "no membership index is published yet: publish a run with customer segments "
                        "(generator.membership.publish_membership writes current/_membership.json)",
                   {"Retry-After": "10"})
@@ -451,13 +485,13 @@ def customer_segments(customer_id: str) -> Response:
         return denied
     try:
         _check_customer(customer_id, "path")
-        filters = _query_filters()
+        filters = _request_filters()
     except BadRequest as err:
         return _error(400, str(err))
     reader: MembershipReader = _state()["reader"]
     index = reader.acquire()
     if index is None:
-        return _not_ready()
+        return _not_ready(reader)
     try:
         return _answer(index, _one(index, customer_id, filters))
     finally:
@@ -488,16 +522,13 @@ class _FastPath:
         return self.wsgi_app(environ, start_response)
 
     def _answer(self, environ: dict[str, Any], customer_id: str) -> tuple[bytes, list] | None:
-        if not _CUSTOMER_ID.match(customer_id):
+        if not _CUSTOMER_ID.fullmatch(customer_id):
             return None
-        if self.token is not None:
-            token = header_token(environ.get("HTTP_AUTHORIZATION"))
-            if token is None or not hmac.compare_digest(hash_token(token), self.token):
-                return None
-        query = environ.get("QUERY_STRING")
+        if self.token is not None and not _opens(header_token(environ.get("HTTP_AUTHORIZATION")), self.token):
+            return None
         try:
-            filters = _filters(parse_qsl(query, keep_blank_values=True), "query") if query else {}
-        except (BadRequest, ValueError):
+            filters = _query_filters(environ.get("QUERY_STRING"))
+        except BadRequest:
             return None
         index = self.reader.acquire()
         if index is None:
@@ -513,15 +544,45 @@ class _FastPath:
             self.reader.release(index)
 
 
+def _json_body() -> Any:
+    """The request's JSON, read through werkzeug's limited stream: a body over MAX_BODY bytes,
+    with a Content-Length or chunked, raises RequestEntityTooLarge once MAX_BODY is passed."""
+    # One byte past the limit: werkzeug stops a chunked body at the limit without saying
+    # whether more was coming, so read one more and look.
+    request.max_content_length = MAX_BODY + 1
+    raw = request.get_data(cache=False)
+    if len(raw) > MAX_BODY:
+        raise RequestEntityTooLarge()
+    if not request.is_json:
+        raise BadRequest('body: expected a JSON object like {"customer_ids": ["c-1", "c-2"]} '
+                         "with Content-Type: application/json")
+    try:
+        return params.json_loads(raw)
+    except params.DuplicateKey as err:
+        raise BadRequest(f"body: key {err.key[:40]!r} is given twice in one object; give each key once") from None
+    except RecursionError:
+        raise BadRequest("body: JSON nested too deeply; send a flat object like "
+                         '{"customer_ids": ["c-1"]}') from None
+    except ValueError:  # not JSON, not UTF-8, or a number too long to convert
+        raise BadRequest('body: not valid JSON; send an object like {"customer_ids": ["c-1", "c-2"]} '
+                         "with Content-Type: application/json") from None
+
+
 @lookups.post("/customers/segments/lookup")
 def batch_lookup() -> Response:
     denied = _denied()
     if denied is not None:
         return denied
     try:
-        if request.content_length is not None and request.content_length > MAX_BODY:
-            raise BadRequest(f"body: larger than {MAX_BODY} bytes; send at most {MAX_BATCH} ids per call")
-        data = request.get_json(silent=True)
+        data = _json_body()
+    except RequestEntityTooLarge:
+        return _error(413, f"body: larger than {MAX_BODY} bytes; send at most {MAX_BATCH} ids per call")
+    except ClientDisconnected:  # werkzeug's word for a stream that failed: broken chunks, early end
+        return _error(400, "body: could not be read to its end (broken chunked framing, or fewer bytes "
+                           "than Content-Length); send the JSON object whole")
+    except BadRequest as err:
+        return _error(400, str(err))
+    try:
         if not isinstance(data, dict):
             raise BadRequest('body: expected a JSON object like {"customer_ids": ["c-1", "c-2"]} '
                              "with Content-Type: application/json")
@@ -536,7 +597,7 @@ def batch_lookup() -> Response:
                              f"{', '.join(FILTERS)}")
         for n, customer_id in enumerate(ids):
             _check_customer(customer_id, f"body: customer_ids[{n}]")
-        filters = _query_filters()
+        filters = _request_filters()
         for name, values in _filters(((k, v) for k, v in data.items() if k in FILTERS), "body").items():
             filters.setdefault(name, []).extend(values)
     except BadRequest as err:
@@ -544,7 +605,7 @@ def batch_lookup() -> Response:
     reader: MembershipReader = _state()["reader"]
     index = reader.acquire()
     if index is None:
-        return _not_ready()
+        return _not_ready(reader)
     try:
         conn = index.connection()
         try:

@@ -4,11 +4,17 @@ Under gunicorn with several workers, ``PROMETHEUS_MULTIPROC_DIR`` is set by ``fe
 before any worker imports prometheus_client, so every worker writes its counters to files in
 that folder and a scrape on any worker sums them all. The ages are computed at scrape time
 from the pointers, so they need no cross-process state.
+
+Label values come from fixed sets, whatever clients send: ``route`` is the first path
+segment of a known route (else ``other``), ``method`` one of the standard methods (else
+``other``), ``status`` a code this server answers (else its class, ``4xx``). The ages
+name every published definition, so ``/metrics`` is behind a token (see ``app``).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -28,7 +34,13 @@ from feedgen.jobs.store import Store
 
 __all__ = ["Metrics"]
 
+log = logging.getLogger("feedgen.fileserver.metrics")
+
 _ROUTES = frozenset({"feeds", "segments", "customers", "runs", "healthz", "metrics"})
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
+_STATUSES = frozenset({"200", "206", "304", "400", "401", "403", "404", "405", "409", "413", "416",
+                       "500", "503"})
+_CLASSES = frozenset("12345")
 _BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
             30.0, 60.0, 300.0)
 
@@ -37,6 +49,16 @@ def _route(path: str) -> str:
     # A fixed label set: ids never become label values, so a scan cannot blow up cardinality.
     first = path.lstrip("/").split("/", 1)[0]
     return first if first in _ROUTES else "other"
+
+
+def _method(method: str) -> str:
+    return method if method in _METHODS else "other"
+
+
+def _status(code: str) -> str:
+    if code in _STATUSES:
+        return code
+    return f"{code[0]}xx" if len(code) == 3 and code[0] in _CLASSES else "other"
 
 
 class _CurrentAge:
@@ -51,7 +73,12 @@ class _CurrentAge:
             labels=["definition_id", "kind"],
         )
         now = datetime.now(UTC)
-        for key in self.store.list("current/"):
+        try:
+            keys = self.store.list("current/")
+        except Exception as err:  # noqa: BLE001 - a store outage must not take the counters down with it
+            log.error("metrics: serving store %s is unavailable: %s", self.store.uri, err)
+            keys = []
+        for key in keys:
             if not key.endswith(".json"):
                 continue
             try:
@@ -91,7 +118,7 @@ class Metrics:
         if found is None:
             found = (self.requests.labels(route, method, status), self.bytes.labels(route),
                      self.latency.labels(route))
-            if len(self._children) < 1024:  # bounded: methods and statuses come from clients
+            if len(self._children) < 1024:
                 self._children[(route, method, status)] = found
         return found
 
@@ -112,11 +139,11 @@ class Metrics:
             status: list[str] = []
 
             def recording_start_response(code: str, headers: list, exc_info: Any = None) -> Any:
-                status[:] = [code.split(" ", 1)[0]]
+                status[:] = [_status(code.split(" ", 1)[0])]
                 return start_response(code, headers, exc_info)
 
             body = app(environ, recording_start_response)
-            return _Counted(body, self, route, environ.get("REQUEST_METHOD", "GET"), status, started)
+            return _Counted(body, self, route, _method(environ.get("REQUEST_METHOD", "GET")), status, started)
 
         return instrumented
 

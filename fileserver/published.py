@@ -18,9 +18,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from botocore.exceptions import BotoCoreError, ClientError
+
 from feedgen.jobs.store import LocalStore, Store
 
-__all__ = ["Document", "ManifestCache", "Member", "gzip_stream", "identity_stream", "resolve"]
+__all__ = ["STORE_ERRORS", "UNAVAILABLE", "Document", "IncompleteDocument", "ManifestCache", "Member", "StoreUnavailable",
+           "check_store", "gzip_stream", "identity_stream", "resolve"]
 
 CHUNK = 1 << 20
 _MEMBER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -28,6 +31,29 @@ _MEMBER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 class NotPublished(LookupError):
     """Nothing servable under this id (no pointer, other kind, bad file index)."""
+
+
+class StoreUnavailable(OSError):
+    """The serving store cannot be read now: its local folder is missing, its S3 endpoint is down."""
+
+
+# What every path answers (503) while the store cannot be read; the cause goes to the log.
+UNAVAILABLE = "the serving store is unavailable; try again later"
+# What a store backend raises when it cannot be reached or read. (FileNotFoundError, a key
+# that is not there, is caught where it is expected and means "not published".)
+STORE_ERRORS = (OSError, BotoCoreError, ClientError)
+
+
+def check_store(store: Store) -> None:
+    """Raise StoreUnavailable unless ``store`` can be read now (a readable folder; a listable bucket)."""
+    if isinstance(store, LocalStore):
+        if not os.path.isdir(store.uri) or not os.access(store.uri, os.R_OK | os.X_OK):
+            raise StoreUnavailable(f"{store.uri}: not a readable folder")
+        return
+    try:
+        store.list("current/.healthz")
+    except STORE_ERRORS as err:
+        raise StoreUnavailable(f"{store.uri}: {err}") from err
 
 
 @dataclass(frozen=True)
@@ -142,6 +168,7 @@ def resolve(store: Store, manifests: ManifestCache, definition_id: str, kind: st
         try:
             st = os.stat(os.path.join(store.uri, "current", f"{definition_id}.json"))
         except FileNotFoundError:
+            check_store(store)  # a store folder that is gone (an unmounted volume) is not "unpublished"
             raise NotPublished(definition_id) from None
         signature: Any = (st.st_ino, st.st_mtime_ns, st.st_size)
     else:
@@ -191,9 +218,14 @@ def _build_document(store: Store, manifests: ManifestCache, pointer: dict, defin
     )
 
 
+class IncompleteDocument(OSError):
+    """A document's stored bytes ended before its manifest said: the download must fail."""
+
+
 def gzip_stream(store: Store, doc: Document, start: int, end_inclusive: int,
                 chunk: int = CHUNK) -> Iterator[bytes]:
     """The stored gzip members as they are, bytes ``start..end_inclusive`` of their concatenation."""
+    slices = []
     offset = 0
     for member in doc.members:
         lo, hi = offset, offset + member.bytes - 1
@@ -201,14 +233,16 @@ def gzip_stream(store: Store, doc: Document, start: int, end_inclusive: int,
         if hi < start or member.bytes == 0:
             continue
         if lo > end_inclusive:
-            return
-        yield from store.open_stream(member.key, chunk, start=max(start, lo) - lo,
-                                     end_inclusive=min(end_inclusive, hi) - lo)
+            break
+        slices.append((member.key, max(start, lo) - lo, min(end_inclusive, hi) - lo))
+    streams = _open_members(store, slices, chunk)
+    yield from _exactly(_chained(streams), end_inclusive - start + 1, store, doc)
 
 
 def identity_stream(store: Store, doc: Document, start: int, end_inclusive: int,
                     chunk: int = CHUNK) -> Iterator[bytes]:
     """The decompressed document, bytes ``start..end_inclusive``, decompressed while streaming."""
+    wanted = []
     offset = 0
     for member in doc.members:
         lo, hi = offset, offset + member.raw_bytes - 1
@@ -216,25 +250,86 @@ def identity_stream(store: Store, doc: Document, start: int, end_inclusive: int,
         if hi < start or member.raw_bytes == 0:
             continue
         if lo > end_inclusive:
-            return
-        skip = max(start, lo) - lo
-        want = min(end_inclusive, hi) - max(start, lo) + 1
-        pieces = _gunzip(store.open_stream(member.key, chunk), member.key)
+            break
+        wanted.append((member, max(start, lo) - lo, min(end_inclusive, hi) - max(start, lo) + 1))
+    streams = _open_members(store, [(m.key, 0, None) for m, _skip, _want in wanted], chunk)
+    pieces = (_member_slice(stream, m.key, skip, want) for stream, (m, skip, want) in zip(streams, wanted))
+    try:
+        yield from _exactly(_chained(pieces), end_inclusive - start + 1, store, doc)
+    finally:
+        streams.close()  # type: ignore[attr-defined]
+
+
+def _open_members(store: Store, slices: list[tuple[str, int, int | None]],
+                  chunk: int) -> Iterator[Iterator[bytes]]:
+    # On a local store every file of the document is opened before the first byte is sent:
+    # an open file stays readable after retention unlinks it, so a download in flight always
+    # finishes. Elsewhere (S3) each object is fetched in turn; one deleted meanwhile raises
+    # FileNotFoundError, which aborts the connection (see _exactly).
+    if isinstance(store, LocalStore):
+        opened = [store.open_stream(key, chunk, start=lo, end_inclusive=hi) for key, lo, hi in slices]
         try:
-            for piece in pieces:
-                if skip:
-                    if len(piece) <= skip:
-                        skip -= len(piece)
-                        continue
-                    piece = piece[skip:]
-                    skip = 0
-                if len(piece) >= want:
-                    yield piece[:want]
-                    break
-                want -= len(piece)
-                yield piece
+            yield from opened
         finally:
-            pieces.close()
+            for stream in opened:
+                stream.close()  # type: ignore[attr-defined]
+    else:
+        for key, lo, hi in slices:
+            yield store.open_stream(key, chunk, start=lo, end_inclusive=hi)
+
+
+def _chained(streams: Iterator[Iterator[bytes]]) -> Iterator[bytes]:
+    try:
+        for stream in streams:
+            try:
+                yield from stream
+            finally:
+                close = getattr(stream, "close", None)
+                if close:
+                    close()
+    finally:
+        close = getattr(streams, "close", None)
+        if close:
+            close()
+
+
+def _member_slice(stream: Iterator[bytes], key: str, skip: int, want: int) -> Iterator[bytes]:
+    """Bytes ``skip..skip+want-1`` of one member, decompressed."""
+    pieces = _gunzip(stream, key)
+    try:
+        for piece in pieces:
+            if skip:
+                if len(piece) <= skip:
+                    skip -= len(piece)
+                    continue
+                piece = piece[skip:]
+                skip = 0
+            if len(piece) >= want:
+                yield piece[:want]
+                return
+            want -= len(piece)
+            yield piece
+    finally:
+        pieces.close()
+
+
+def _exactly(chunks: Iterator[bytes], length: int, store: Store, doc: Document) -> Iterator[bytes]:
+    # The response already promised ``length`` bytes (Content-Length). A body that ends short
+    # must not end cleanly: raising makes the WSGI server drop the connection, which every
+    # client reports as a failed download rather than a complete, shorter file.
+    sent = 0
+    try:
+        for data in chunks:
+            sent += len(data)
+            yield data
+    finally:
+        close = getattr(chunks, "close", None)
+        if close:
+            close()
+    if sent != length:
+        raise IncompleteDocument(f"{store.uri}: run {doc.run_id}, {doc.definition_id} file "
+                                 f"{doc.file_index}: stored parts gave {sent} of {length} bytes; "
+                                 "the download was aborted (republish the run if this repeats)")
 
 
 def _gunzip(chunks: Iterator[bytes], where: str) -> Iterator[bytes]:

@@ -24,6 +24,7 @@ from pyspark.sql import types as T
 from pyspark.sql.functions import ArrowUDFType, arrow_udf
 
 from feedgen.generator.fields import FieldRef, coerce, resolve, to_utc
+from feedgen.generator.regex import java_pattern
 from feedgen.generator.tree import (
     Always,
     And,
@@ -174,9 +175,8 @@ class Compiler:
 
     def _regex(self, node: Regex, scope: Scope) -> Column:
         column, _ = scope.field(node.field)
-        # Java's (?i) folds ASCII only; (?iu) folds Unicode as Python's re.IGNORECASE does.
-        pattern = ("(?iu)" if node.ignore_case else "") + node.pattern
-        return _true(column.rlike(pattern))
+        # the validator's Python meaning written out for Java (generator/regex.py)
+        return _true(column.rlike(java_pattern(node.pattern, node.ignore_case)))
 
     def _timewindow(self, node: TimeWindow, scope: Scope) -> Column:
         column, _ = scope.field(node.field)

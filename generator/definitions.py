@@ -9,8 +9,9 @@ schema adds its own, and one DefinitionError lists them all.
 from __future__ import annotations
 
 import itertools
+import math
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -19,6 +20,7 @@ from typing import Any
 from feedgen.generator.gates import THRESHOLD_KEYS
 from feedgen.generator.parse import (
     Context,
+    Entry,
     FileError,
     LocDict,
     LocList,
@@ -28,6 +30,8 @@ from feedgen.generator.parse import (
     located,
     parse_duration,
     parse_where,
+    read_text,
+    survey,
     type_label,
 )
 from feedgen.generator.tree import Node
@@ -45,6 +49,8 @@ OPTION_KEYS = ("fields", "max_file_bytes", "max_file_items")
 DELIVERY_KEYS = ("events", "destinations")
 GATE_KEYS = THRESHOLD_KEYS  # per-definition overrides of the anomaly gates
 EXTENSIONS = (".yaml", ".yml", ".json")
+MAX_FOR_EACH = 10_000        # definitions one for_each entry may expand to
+MAX_DEFINITIONS = 100_000    # definitions in one directory, after expansion
 _PLACEHOLDER = re.compile(r"\{\{([A-Za-z_]\w*)\}\}|\{([A-Za-z_]\w*)\}")
 
 
@@ -119,31 +125,65 @@ class DefinitionSet:
         return found
 
 
-def load_definitions(directory: str | Path, *, validate: bool = True) -> DefinitionSet:
-    """Load every ``*.yaml``, ``*.yml`` and ``*.json`` under ``directory``; DefinitionError lists every problem."""
+def load_definitions(directory: str | Path, *, validate: bool = True,
+                     templates_dir: str | Path | None = None) -> DefinitionSet:
+    """Load every ``*.yaml``, ``*.yml`` and ``*.json`` under ``directory``; DefinitionError lists every problem.
+
+    ``templates_dir`` (config ``generate.templates_dir``) holds the user templates definitions may name.
+    """
     problems: list[Problem] = []
-    definitions = list(_load_directory(Path(directory), problems))
+    definitions = _bounded(_load_directory(Path(directory), problems), str(directory), problems)
     if validate:
         from feedgen.generator.validate import validate_definitions
 
-        problems.extend(validate_definitions(definitions))
+        problems.extend(validate_definitions(definitions, templates_dir))
     if problems:
         raise DefinitionError(_dedupe(problems))
     return DefinitionSet(tuple(definitions))
 
 
 def definitions_from_mapping(data: Mapping[str, Any], file: str = "<memory>", *,
-                             validate: bool = True) -> DefinitionSet:
+                             validate: bool = True, templates_dir: str | Path | None = None) -> DefinitionSet:
     """Definitions from an in-memory ``{feeds: [...], segments: [...]}`` (tests, benchmarks)."""
+    return definitions_from_documents([(file, data)], validate=validate, templates_dir=templates_dir)
+
+
+def definitions_from_documents(documents: Iterable[tuple[str, Mapping[str, Any]]], *, validate: bool = True,
+                               templates_dir: str | Path | None = None) -> DefinitionSet:
+    """Definitions from ``(file label, {feeds: [...], segments: [...]})`` pairs, validated as one set;
+    each problem names its document's label (``registry:<id> v<n>``) and, for parsed YAML, the line."""
     problems: list[Problem] = []
-    definitions = list(_definitions_of_file(located(data), file, problems))
+    found = itertools.chain.from_iterable(_definitions_of_document(data, file, problems)
+                                          for file, data in documents)
+    definitions = _bounded(found, "the definitions", problems)
     if validate:
         from feedgen.generator.validate import validate_definitions
 
-        problems.extend(validate_definitions(definitions))
+        problems.extend(validate_definitions(definitions, templates_dir))
     if problems:
         raise DefinitionError(_dedupe(problems))
     return DefinitionSet(tuple(definitions))
+
+
+def _bounded(found: Iterator[Definition], where: str, problems: list[Problem]) -> list[Definition]:
+    """At most MAX_DEFINITIONS definitions; past it, one problem instead of a MemoryError."""
+    out: list[Definition] = []
+    for d in found:
+        if len(out) == MAX_DEFINITIONS:
+            problems.append(Problem(d.file, d.line, d.label, "", f"more than {MAX_DEFINITIONS:,} definitions "
+                                    f"in {where} (after for_each)", _TOO_MANY_FIX))
+            break
+        out.append(d)
+    return out
+
+
+def _definitions_of_document(data: Any, file: str, problems: list[Problem]) -> Iterator[Definition]:
+    try:
+        data = located(data)
+    except FileError as err:
+        problems.append(Problem(file, err.line, None, "", str(err), err.fix))
+        return
+    yield from _definitions_of_file(data, file, problems)
 
 
 def _dedupe(problems: list[Problem]) -> list[Problem]:
@@ -158,21 +198,65 @@ def _dedupe(problems: list[Problem]) -> list[Problem]:
 
 
 def _load_directory(directory: Path, problems: list[Problem]) -> Iterator[Definition]:
-    if not directory.is_dir():
+    if directory.is_file() and directory.suffix in EXTENSIONS:
+        files = [directory]  # one file, e.g. the copy a run pinned: runs/<run_id>/definitions.yaml
+    elif not directory.is_dir():
         problems.append(Problem(str(directory), 0, None, "", "definitions directory not found",
                                 "pass an existing directory (--definitions DIR or 'definitions' in the config)"))
         return
-    files = sorted(p for p in directory.rglob("*") if p.suffix in EXTENSIONS and p.is_file())
+    else:
+        files = sorted(p for p in directory.rglob("*") if p.suffix in EXTENSIONS and p.is_file())
     if not files:
         problems.append(Problem(str(directory), 0, None, "", "no definition files (*.yaml, *.yml, *.json)",
                                 "add a file with feeds: and/or segments: lists"))
+    # First every file's size, nesting and for_each sizes, from the parser's events: over a
+    # bound, stop before building (or expanding) anything.
+    texts: dict[Path, str] = {}
+    entries: list[tuple[str, Entry]] = []
     for path in files:
         try:
-            data = load_file(path)
+            text = read_text(path)
+            entries.extend((str(path), e) for e in survey(text))
         except FileError as err:
-            problems.append(Problem(str(path), err.line, None, "", str(err), "fix the syntax at that line"))
+            problems.append(Problem(str(path), err.line, None, "", str(err), err.fix))
+            continue
+        texts[path] = text
+    if _over_bounds(entries, str(directory), problems):
+        return
+    for path, text in texts.items():
+        try:
+            data = load_file(path, text)
+        except FileError as err:
+            problems.append(Problem(str(path), err.line, None, "", str(err), err.fix))
             continue
         yield from _definitions_of_file(data, str(path), problems)
+
+
+def _over_bounds(entries: list[tuple[str, Entry]], where: str, problems: list[Problem]) -> bool:
+    """Problems for every for_each over MAX_FOR_EACH and for more than MAX_DEFINITIONS in all,
+    counted from the for_each list lengths before anything is expanded."""
+    before = len(problems)
+    total = 0
+    for file, e in entries:
+        label = f"{KINDS[e.kind]} {e.id!r}" if isinstance(e.id, str) else f"{KINDS[e.kind]} at line {e.line}"
+        size = math.prod(e.sizes.values()) if e.sizes and None not in e.sizes.values() else 1
+        if size > MAX_FOR_EACH:
+            problems.append(Problem(file, e.for_each_line, label, "for_each", *_for_each_too_big(list(e.sizes.values()))))
+        total += size
+        if total > MAX_DEFINITIONS and len(problems) == before:
+            problems.append(Problem(file, e.line, label, "", f"more than {MAX_DEFINITIONS:,} definitions in {where} "
+                                    "(after for_each)", _TOO_MANY_FIX))
+    return len(problems) != before
+
+
+def _for_each_too_big(sizes: list[int]) -> tuple[str, str]:
+    return (f"for_each expands to {math.prod(sizes):,} definitions ({' × '.join(map(str, sizes))}), "
+            f"over the limit of {MAX_FOR_EACH:,}",
+            "split it into several entries, or match several values in one definition with in: [...]")
+
+
+_TOO_MANY_FIX = ("split them across several definitions directories and runs, or match several values in one "
+                 "definition with in: [...]")
 
 
 def _definitions_of_file(data: Any, file: str, problems: list[Problem]) -> Iterator[Definition]:
@@ -228,7 +312,8 @@ def _expand(raw: LocDict, kind: str, file: str, problems: list[Problem]) -> Iter
     body.line, body.key_lines = raw.line, getattr(raw, "key_lines", {})
     for params in params_list:
         before = len(problems)
-        expanded = _substitute(body, params, ctx, "")
+        # without for_each and without a brace there is nothing to substitute or report: no copy
+        expanded = _substitute(body, params, ctx, "") if params or _has_brace(body) else body
         if len(problems) != before:
             continue
         definition = _build(expanded, kind, file, params, raw_id, problems)
@@ -262,7 +347,18 @@ def _for_each(raw: LocDict, ctx: Context) -> list[dict[str, Any]] | None:
             return None
         names.append(name)
         values.append(items)
+    if math.prod(len(v) for v in values) > MAX_FOR_EACH:
+        ctx.problem(line, "for_each", *_for_each_too_big([len(v) for v in values]))
+        return None
     return [dict(zip(names, combo)) for combo in itertools.product(*values)]
+
+
+def _has_brace(value: Any) -> bool:
+    if isinstance(value, dict):
+        return any(_has_brace(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_has_brace(v) for v in value)
+    return isinstance(value, str) and "{" in value
 
 
 def _substitute(value: Any, params: dict[str, Any], ctx: Context, path: str, line: int = 0) -> Any:

@@ -97,7 +97,16 @@ def _show(value: Any) -> str:
 def explain_entity(df: DataFrame, definition: Definition, key: str, as_of: datetime,
                    segments: Mapping[str, Definition] | None = None) -> Explained | None:
     """The explained tree of ``definition`` for the entity ``key`` of ``df``, or None if absent."""
-    key_column = ENTITY_KEYS[definition.entity]
+    return explain_entities(df, [definition], key, as_of, segments)[0]
+
+
+def explain_entities(df: DataFrame, definitions: list[Definition], key: str, as_of: datetime,
+                     segments: Mapping[str, Definition] | None = None) -> list[Explained | None]:
+    """The explained trees of ``definitions`` (all of one entity) for the entity ``key``,
+    evaluated together in one Spark job; None for each when the entity is absent."""
+    if not definitions:
+        return []
+    key_column = ENTITY_KEYS[definitions[0].entity]
     row_df = df.where(F.col(quote(key_column)) == F.lit(key)).limit(1)
     compiler = Compiler(df.schema, as_of, segments)
     plan: list[tuple[Node, list]] = []   # (node, [children plan indices]) in visiting order
@@ -118,10 +127,10 @@ def explain_entity(df: DataFrame, definition: Definition, key: str, as_of: datet
         plan[index][1].extend(visit(c) for c in children)
         return index
 
-    visit(definition.where)
+    roots = [visit(d.where) for d in definitions]
     rows = row_df.select(*columns).collect()
     if not rows:
-        return None
+        return [None] * len(definitions)
     row = rows[0].asDict()
 
     def build(index: int) -> Explained:
@@ -129,7 +138,7 @@ def explain_entity(df: DataFrame, definition: Definition, key: str, as_of: datet
         return Explained(describe(node), bool(row[f"_x{index}"]), row.get(f"_v{index}", _NO_VALUE),
                          [build(c) for c in children])
 
-    return build(0)
+    return [build(r) for r in roots]
 
 
 def format_explanation(definition: Definition, key: str, as_of: datetime, result: Explained,

@@ -3,7 +3,10 @@
 Per definition, against the run its ``current`` pointer names: count change, share of
 items removed, share updated, an empty output after a non-empty one, and the null rate
 of required fields. Thresholds: ``DEFAULTS["gates"]`` < the config's ``gates`` section <
-the definition's own ``gates:`` mapping. The first run of a definition has no gate.
+the definition's own ``gates:`` mapping. The first run of a definition has no gate, except
+two: an empty output from an empty input (a source that had zero rows) is held, first run or
+not, so empty feeds never go out unseen; and so is an output whose user template failed on
+more than ``max_template_error_rate`` of its candidates (default 0: any failure holds).
 """
 
 from __future__ import annotations
@@ -15,7 +18,8 @@ from feedgen.jobs.errors import BadInput, FeedgenError
 from feedgen.jobs.runs import read_run
 
 THRESHOLD_KEYS = ("enabled", "max_count_change", "max_share_removed", "max_share_changed",
-                  "allow_empty", "max_null_rate", "min_base_items", "refresh_after")
+                  "allow_empty", "max_null_rate", "min_base_items", "refresh_after",
+                  "max_template_error_rate")
 
 
 def thresholds_for(config: Any, definition_id: str, overrides: dict[str, Any] | None = None,
@@ -27,8 +31,8 @@ def thresholds_for(config: Any, definition_id: str, overrides: dict[str, Any] | 
         if key not in THRESHOLD_KEYS:
             raise BadInput(f"{label}definition {definition_id!r} gates.{key}: unknown gate; "
                            f"use one of {', '.join(THRESHOLD_KEYS)}")
-        if key.startswith("max_") and (isinstance(value, bool) or not isinstance(value, (int, float))
-                                       or value < 0):
+        if key.startswith("max_") and value is not None and (
+                isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0):
             raise BadInput(f"{label}definition {definition_id!r} gates.{key}: {value!r} is not a "
                            "share; use a number like 0.2 (20%)")
         if key == "min_base_items" and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
@@ -48,17 +52,27 @@ def _breach(definition_id: str, metric: str, value: float, threshold: Any,
 
 
 def evaluate_definition(definition_id: str, stats: dict[str, Any], delta: dict[str, Any] | None,
-                        base_stats: dict[str, Any] | None, thresholds: dict[str, Any]
-                        ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Metrics and breaches of one definition. ``base_stats`` None (first run) → no gate."""
-    if base_stats is None or not thresholds.get("enabled", True):
+                        base_stats: dict[str, Any] | None, thresholds: dict[str, Any],
+                        empty_input: bool = False) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Metrics and breaches of one definition. ``base_stats`` None (first run) → no gate,
+    unless ``empty_input`` (its entity's aggregate has no rows) and the output is empty."""
+    if not thresholds.get("enabled", True):
         return {}, []
     items = int(stats.get("items", 0))
+    # a user template that fails on items is judged on every run, the first one included
+    failing, failed = _template_errors(definition_id, stats, thresholds.get("max_template_error_rate"))
+    if base_stats is None:
+        if items == 0 and empty_input and not thresholds.get("allow_empty", False):
+            return ({"items": 0, "empty_input": True, "empty_output": True, **failing},
+                    [_breach(definition_id, "empty_output", 0, "allow_empty: false", None), *failed])
+        return failing, failed
     base = int((delta or {}).get("base_items", base_stats.get("items", 0)))
     samples = (delta or {}).get("samples") or {}
-    metrics: dict[str, Any] = {"items": items, "base_items": base}
-    breaches = []
-    if items == 0 and base > 0:
+    metrics: dict[str, Any] = {"items": items, "base_items": base, **failing}
+    if empty_input:
+        metrics["empty_input"] = True
+    breaches = list(failed)
+    if items == 0 and (base > 0 or empty_input):
         metrics["empty_output"] = True
         if not thresholds.get("allow_empty", False):
             breaches.append(_breach(definition_id, "empty_output", 0, "allow_empty: false",
@@ -100,6 +114,40 @@ def evaluate_definition(definition_id: str, stats: dict[str, Any], delta: dict[s
     return metrics, breaches
 
 
+def _template_errors(definition_id: str, stats: dict[str, Any],
+                     limit: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The share of candidates a user template failed on (per output: the feed, each export)."""
+    from feedgen.generator.render import TEMPLATE_FAILURES
+
+    metrics: dict[str, Any] = {}
+    breaches: list[dict[str, Any]] = []
+    outputs = [("", stats), *((f"exports.{name}.", s) for name, s in sorted((stats.get("exports") or {}).items()))]
+    for prefix, s in outputs:
+        excluded = s.get("excluded") or {}
+        failed = sum(int(excluded.get(reason) or 0) for reason in TEMPLATE_FAILURES)
+        candidates = int(s.get("candidates") or 0)
+        if not failed or not candidates:
+            continue
+        rate = failed / candidates
+        metric = f"{prefix}template_error_rate"
+        metrics[metric] = round(rate, 6)
+        if limit is not None and rate > limit:
+            first = s.get("template_error") or {}
+            keys = [first["key"]] if first.get("key") else [
+                k for r in TEMPLATE_FAILURES for k in (s.get("excluded_samples") or {}).get(r, [])]
+            breach = _breach(definition_id, metric, rate, limit, keys)
+            if first:
+                breach["detail"] = f"{first.get('file')}:{first.get('line')}: {first.get('message')}"
+            breaches.append(breach)
+    return metrics, breaches
+
+
+def empty_entities(record: dict[str, Any]) -> set[str]:
+    """Entity kinds whose aggregate of this run has zero rows (a source was empty)."""
+    built = ((record.get("stages") or {}).get("aggregate") or {}).get("entities") or {}
+    return {entity for entity, s in built.items() if isinstance(s, dict) and s.get("rows") == 0}
+
+
 def check_run(config: Any, record: dict[str, Any], *,
               definition_gates: dict[str, dict[str, Any]] | None = None,
               deltas: dict[str, dict[str, Any]] | None = None,
@@ -118,6 +166,7 @@ def check_run(config: Any, record: dict[str, Any], *,
     run_id = record["run_id"]
     store = serving_store(config) if bases is None else None
     report: dict[str, Any] = {"status": "passed", "breaches": [], "metrics": {}, "first_run": []}
+    empty = empty_entities(record)
     for def_id, stats in sorted((record.get("definitions") or {}).items()):
         thresholds = thresholds_for(config, def_id, (definition_gates or {}).get(def_id))
         delta = (deltas or {}).get(def_id) or read_delta_marker(root, run_id, def_id)
@@ -138,7 +187,8 @@ def check_run(config: Any, record: dict[str, Any], *,
                     f"current/{def_id}.json") from None
         if base_stats is None:
             report["first_run"].append(def_id)
-        metrics, breaches = evaluate_definition(def_id, stats, delta, base_stats, thresholds)
+        metrics, breaches = evaluate_definition(def_id, stats, delta, base_stats, thresholds,
+                                                empty_input=stats.get("entity") in empty)
         report["metrics"][def_id] = metrics
         report["breaches"].extend(breaches)
     if report["breaches"]:
@@ -148,4 +198,4 @@ def check_run(config: Any, record: dict[str, Any], *,
     return report
 
 
-__all__ = ["THRESHOLD_KEYS", "check_run", "evaluate_definition", "thresholds_for"]
+__all__ = ["THRESHOLD_KEYS", "check_run", "empty_entities", "evaluate_definition", "thresholds_for"]

@@ -158,6 +158,7 @@ def render_partition(plan: EntityPlan, partition: int, rows: Iterable[dict]) -> 
     warned: dict[int, Counter] = defaultdict(Counter)
     samples: dict[int, dict[str, list]] = defaultdict(lambda: defaultdict(list))
     nulls: dict[int, Counter] = defaultdict(Counter)
+    failed: dict[int, dict] = {}  # per target: the first item a user template failed on, and where
     seen: Counter = Counter()
     renders: Counter = Counter()
     run_root = Path(plan.run_root)
@@ -199,6 +200,9 @@ def render_partition(plan: EntityPlan, partition: int, rows: Iterable[dict]) -> 
                         excluded[t][e] += 1
                         if len(samples[t][e]) < SAMPLE_KEYS:
                             samples[t][e].append(key)
+                    if result.detail is not None and t not in failed:
+                        failed[t] = {"reason": result.errors[0], **result.detail, "key": key,
+                                     "partition": partition}
                     continue
                 buf = buffers[t]
                 buf.chunks.append(result.text)
@@ -215,7 +219,7 @@ def render_partition(plan: EntityPlan, partition: int, rows: Iterable[dict]) -> 
     for t in sorted(set(seen) | {t for t, rk in enumerate(target_renderer) if renders[rk]}):
         yield ("stat", t, None, None, None, json.dumps({
             "candidates": seen[t], "renders": renders[target_renderer[t]], "excluded": excluded[t],
-            "warnings": warned[t], "samples": samples[t], "nulls": nulls[t]}))
+            "warnings": warned[t], "samples": samples[t], "nulls": nulls[t], "failed": failed.get(t)}))
 
 
 # -- Arrow in, Arrow out ----------------------------------------------------------------------
@@ -615,6 +619,9 @@ def generate_entity(spark, aggregate_df, definitions: Sequence[Definition], *, e
             s[name].update(info[name])
         for reason, keys in info["samples"].items():
             s["samples"][reason] = (s["samples"][reason] + keys)[:SAMPLE_KEYS]
+        failed = info.get("failed")
+        if failed and (s.get("failed") is None or failed["partition"] < s["failed"]["partition"]):
+            s["failed"] = failed
 
     say(f"{entity}: writing {len(targets)} manifests")
     from feedgen.generator.parts import PartInfo
@@ -656,6 +663,9 @@ def generate_entity(spark, aggregate_df, definitions: Sequence[Definition], *, e
             "files": len(manifest["files"]), "bytes": sum(f["bytes"] for f in manifest["files"]),
             "raw_bytes": sum(f["raw_bytes"] for f in manifest["files"]),
         }
+        if s.get("failed"):
+            # the first item the user template failed on, with the file:line of the error
+            entry["template_error"] = {k: v for k, v in s["failed"].items() if k != "partition"}
         if t.primary:
             out[d.id] = {"kind": d.kind, "entity": entity, "events": t.events, "target": t.index, **entry,
                          "destinations": list((d.delivery or {}).get("destinations") or []), "exports": {}}

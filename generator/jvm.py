@@ -119,7 +119,8 @@ def _program(name: str) -> str | None:
     if any(_SEP in op for op in ops):
         return None
     sep = "\t" if renderer.fmt == "tsv" else ","
-    return _SEP.join(["1" if env.autoescape else "0", sep, "0", *ops])
+    neutralise = renderer._builtin.neutralise   # row() cells: render.py's formula rule
+    return _SEP.join(["1" if env.autoescape else "0", sep, "1" if neutralise else "0", *ops])
 
 
 def jvm_renderable(spark, name: str, options: dict | None, schema) -> bool:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import difflib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -84,7 +84,20 @@ class LocList(list):
 
 
 class _Loader(yaml.SafeLoader):
-    pass
+    """PyYAML's safe loader with a bound on nesting: its composer recurses once per level."""
+
+    _depth = 0
+
+    def compose_node(self, parent, index):  # noqa: ANN001 (PyYAML's signature)
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                mark = self.peek_event().start_mark
+                raise FileError(mark.line + 1, f"values nested more than {MAX_DEPTH} levels deep "
+                                f"(limit {MAX_DEPTH})", "flatten the structure")
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
 
 
 def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> LocDict:
@@ -116,16 +129,156 @@ _Loader.add_constructor("tag:yaml.org,2002:seq", _construct_sequence)
 
 
 class FileError(ValueError):
-    def __init__(self, line: int, message: str) -> None:
+    def __init__(self, line: int, message: str, fix: str = "fix the syntax at that line") -> None:
         super().__init__(message)
         self.line = line
+        self.fix = fix
 
 
-def load_file(path: str | Path) -> Any:
-    """Parse one YAML or JSON file into LocDict/LocList values; FileError(line, message) if malformed."""
-    text = Path(path).read_text(encoding="utf-8")
+MAX_YAML_VALUES = 2_000_000  # values in one file once its aliases are expanded
+MAX_FILE_BYTES = 10 * 1024 * 1024  # one definitions file
+MAX_DEPTH = 64               # mappings and lists inside each other
+MAX_SCALAR = 65_536          # characters in one text value
+# libyaml, when PyYAML has it, reads events 30x faster: the survey below runs before anything is built
+_EventLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+@dataclass
+class Entry:
+    """One feeds:/segments: entry as the survey saw it: its id and its for_each list lengths."""
+
+    kind: str                     # feeds | segments
+    id: Any
+    line: int
+    for_each_line: int = 0
+    sizes: dict = field(default_factory=dict)   # placeholder name -> number of values (None: unknown)
+
+
+def survey(text: str) -> list[Entry]:
+    """Check nesting depth and text sizes over the parser's event stream, before composing
+    anything (PyYAML's composer recurses per level), and list the entries with the length of
+    each for_each list, so that the number of definitions is known before any is expanded.
+
+    FileError when a bound is passed; a malformed file is left to the loader, which says where.
+    """
+    stack: list[list] = []    # [kind, path, pending key or None, children]
+    anchors: dict[str, int] = {}
+    entries: list[Entry] = []
     try:
-        return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+        for event in yaml.parse(text, Loader=_EventLoader):
+            if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+                path = _survey_value(stack, event, entries, anchors)
+                stack.append(["map" if isinstance(event, yaml.MappingStartEvent) else "seq", path, None, 0,
+                              event.anchor])
+                if len(stack) > MAX_DEPTH:
+                    raise FileError(event.start_mark.line + 1, f"values nested more than {MAX_DEPTH} levels deep "
+                                    f"(limit {MAX_DEPTH})", "flatten the structure")
+            elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+                kind, _, _, children, anchor = stack.pop()
+                if anchor and kind == "seq":
+                    anchors[anchor] = children
+            elif isinstance(event, (yaml.ScalarEvent, yaml.AliasEvent)):
+                if isinstance(event, yaml.ScalarEvent) and len(event.value) > MAX_SCALAR:
+                    raise FileError(event.start_mark.line + 1, f"a text value of {len(event.value):,} characters "
+                                    f"(limit {MAX_SCALAR:,})", "shorten it; long texts belong in the data, "
+                                    "not in the definitions")
+                _survey_value(stack, event, entries, anchors)
+    except yaml.YAMLError:
+        return []
+    return entries
+
+
+def _survey_value(stack: list[list], event: yaml.Event, entries: list[Entry], anchors: dict[str, int]) -> tuple:
+    """Place one value (a key, or the value of the pending key) and return its path."""
+    if not stack:
+        return ()
+    frame = stack[-1]
+    kind, path = frame[0], frame[1]
+    if kind == "map" and frame[2] is None:   # a key
+        frame[2] = event.value if isinstance(event, yaml.ScalarEvent) else object()
+        return path
+    if kind == "map":
+        key, frame[2] = frame[2], None
+    else:
+        key = "[]"
+        frame[3] += 1
+    here = (*path, key)
+    line = event.start_mark.line + 1
+    if len(here) == 2 and here[0] in ("feeds", "segments") and isinstance(event, yaml.MappingStartEvent):
+        entries.append(Entry(here[0], None, line))
+    elif len(here) == 3 and here[1] == "[]" and entries and here[2] == "id" and isinstance(event, yaml.ScalarEvent):
+        entries[-1].id = event.value
+    elif len(here) == 3 and here[2] == "for_each" and entries:
+        entries[-1].for_each_line = line
+    elif len(here) == 4 and here[2] == "for_each" and entries:
+        size = anchors.get(event.anchor) if isinstance(event, yaml.AliasEvent) else None
+        entries[-1].sizes[here[3]] = size
+    elif len(here) == 5 and here[2] == "for_each" and entries and here[4] == "[]":
+        sizes = entries[-1].sizes
+        sizes[here[3]] = (sizes.get(here[3]) or 0) + 1
+    return here
+
+
+def _expanded_size(root: yaml.Node) -> int:
+    """How many values the document holds with every alias (``*name``, ``<<: *name``) expanded.
+
+    An alias is the same node object as its anchor, so a few lines can stand for 10^9 values
+    ("billion laughs"); sizes are summed per node once, without expanding anything.
+    """
+    sizes: dict[int, int] = {}
+    open_nodes: set[int] = set()   # entered, children not summed yet: a child among them is a cycle
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, ready = stack.pop()
+        children = ([n for pair in node.value for n in pair] if isinstance(node, yaml.MappingNode)
+                    else node.value if isinstance(node, yaml.SequenceNode) else [])
+        if ready:
+            open_nodes.discard(id(node))
+            sizes[id(node)] = min(1 + sum(sizes.get(id(c), 1) for c in children), MAX_YAML_VALUES + 1)
+        elif id(node) not in sizes and id(node) not in open_nodes:
+            # (a recursive alias is left to the constructor, which reports it)
+            open_nodes.add(id(node))
+            stack.append((node, True))
+            stack.extend((c, False) for c in children)
+    return sizes.get(id(root), 0)
+
+
+def _load_yaml(text: str) -> Any:
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        size = _expanded_size(node)
+        if size > MAX_YAML_VALUES:
+            raise FileError(node.start_mark.line + 1,
+                            f"YAML aliases (&name / *name) expand this file to more than {MAX_YAML_VALUES:,} "
+                            f"values (limit {MAX_YAML_VALUES:,})", "write the values out, or use fewer nested aliases")
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+def read_text(path: str | Path) -> str:
+    """The file's text; FileError when it is larger than MAX_FILE_BYTES (checked before reading)."""
+    size = Path(path).stat().st_size
+    if size > MAX_FILE_BYTES:
+        raise FileError(1, f"a definitions file of {size:,} bytes (limit {MAX_FILE_BYTES:,})",
+                        "split it into several files in the definitions directory")
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise FileError(1, f"not UTF-8 text ({err.reason} at byte {err.start})", "save the file as UTF-8") from err
+
+
+def load_file(path: str | Path, text: str | None = None) -> Any:
+    """Parse one YAML or JSON file into LocDict/LocList values; FileError(line, message) if malformed
+    or over a bound (size, nesting, text length, aliases)."""
+    if text is None:
+        text = read_text(path)
+        survey(text)
+    try:
+        return _load_yaml(text)
     except yaml.YAMLError as err:
         if str(path).endswith(".json"):
             try:
@@ -133,19 +286,26 @@ def load_file(path: str | Path) -> Any:
                 return located(json.loads(text), 1)
             except json.JSONDecodeError as jerr:
                 raise FileError(jerr.lineno, f"malformed JSON: {jerr.msg}") from jerr
+            except RecursionError:
+                raise FileError(1, f"values nested more than {MAX_DEPTH} levels deep (limit {MAX_DEPTH})",
+                                "flatten the structure") from None
         mark = getattr(err, "problem_mark", None)
         problem = getattr(err, "problem", None) or str(err)
         raise FileError(mark.line + 1 if mark else 1, f"malformed YAML: {problem}") from err
 
 
-def located(value: Any, line: int = 0) -> Any:
-    """Plain dicts and lists (JSON, code) as LocDict/LocList with a fixed ``line``."""
+def located(value: Any, line: int = 0, depth: int = 0) -> Any:
+    """Plain dicts and lists (JSON, code) as LocDict/LocList with a fixed ``line``; FileError when
+    nested more than MAX_DEPTH levels."""
+    if depth > MAX_DEPTH:
+        raise FileError(line, f"values nested more than {MAX_DEPTH} levels deep (limit {MAX_DEPTH})",
+                        "flatten the structure")
     if isinstance(value, dict) and not isinstance(value, LocDict):
-        out = LocDict((k, located(v, line)) for k, v in value.items())
+        out = LocDict((k, located(v, line, depth + 1)) for k, v in value.items())
         out.line, out.key_lines = line, {}
         return out
     if isinstance(value, (list, tuple)) and not isinstance(value, LocList):
-        out = LocList(located(v, line) for v in value)
+        out = LocList(located(v, line, depth + 1) for v in value)
         out.line, out.item_lines = line, []
         return out
     return value

@@ -34,10 +34,17 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from feedgen.generator import audience as A
 from feedgen.generator.registry import AUDIENCE_EXPORTS, FEED_TEMPLATES, TEMPLATE_ENTITY
+from feedgen.generator.sandbox import (
+    TemplateLimit,
+    failure_site,
+    render_bounds,
+    render_template,
+    user_environment,
+)
+from feedgen.generator.templates import TemplateProblem, find_user_template, user_template_names
 from feedgen.generator.xmlsafe import (
     csv_cell,
     neutralise_formula,
@@ -48,7 +55,7 @@ from feedgen.generator.xmlsafe import (
 from feedgen.jobs.errors import BadInput
 from feedgen.jobs.paths import TEMPLATES_DIR
 
-__all__ = ["MAX_FILE_BYTES", "RenderResult", "Renderer", "get_renderer", "render_count",
+__all__ = ["MAX_FILE_BYTES", "TEMPLATE_FAILURES", "RenderResult", "Renderer", "get_renderer", "render_count",
            "render_options", "renderer_key"]
 
 BUILTIN_FORMATS: dict[str, str] = {**FEED_TEMPLATES, **AUDIENCE_EXPORTS}
@@ -60,6 +67,13 @@ class RenderResult:
     errors: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
     fields: dict = field(default_factory=dict)
+    # a user template that failed: {"file", "line", "message"} (the error reason is errors[0])
+    detail: dict | None = None
+
+
+# Reasons a user template leaves an item out by failing (not by a deliberate reject()):
+# counted by the max_template_error_rate gate.
+TEMPLATE_FAILURES = ("template_error", "template_limit", "template_security_error", "template_invalid_xml")
 
 
 class _Rejected(Exception):
@@ -123,6 +137,12 @@ def _cell_text(value: Any) -> str:
     return json.dumps(_jsonable(value), ensure_ascii=False, sort_keys=True)
 
 
+# Typed values a spreadsheet and a partner read as what they are: never neutralised, so
+# a negative number or amount (-5, -3.50) stays a number. Everything else in a cell is
+# text (strings, lists joined with "|", structs and maps as JSON) and is neutralised.
+_TYPED_CELL = (bool, int, float, Decimal, dt.date)
+
+
 def _row_writer(sep: str, neutralise: bool) -> Callable[[list], str]:
     cell = csv_cell if sep == "," else tsv_cell
 
@@ -130,8 +150,7 @@ def _row_writer(sep: str, neutralise: bool) -> Callable[[list], str]:
         out = []
         for value in values:
             text = text_clean(_cell_text(value))
-            # numbers cannot be formulas: only text is neutralised ("-5" stays a number)
-            if neutralise and isinstance(value, str):
+            if neutralise and not isinstance(value, _TYPED_CELL):
                 text = neutralise_formula(text)
             out.append(cell(text))
         return sep.join(out)
@@ -438,16 +457,16 @@ def _finalize_text(value: Any) -> Any:
 
 @cache
 def _environment(folder: str, fmt: str, sandboxed: bool) -> jinja2.Environment:
-    cls = ImmutableSandboxedEnvironment if sandboxed else jinja2.Environment
-    return cls(
+    if sandboxed:
+        # built-in prepare steps clean every value already; user templates get any value
+        return user_environment(folder, fmt, _finalize_xml if fmt == "xml" else _finalize_text)
+    return jinja2.Environment(
         loader=jinja2.FileSystemLoader(folder),
         autoescape=fmt == "xml",
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
-        undefined=jinja2.StrictUndefined if not sandboxed else jinja2.ChainableUndefined,
-        # built-in prepare steps clean every value already; user templates get any value
-        finalize=(_finalize_xml if fmt == "xml" else _finalize_text) if sandboxed else None,
+        undefined=jinja2.StrictUndefined,
         auto_reload=False,
     )
 
@@ -469,10 +488,14 @@ _CUSTOMER_COLUMNS = ("customer_id", "email", "phone", "first_name", "last_name",
                      "city", "zip")
 _OFFER_REQUIRED = ("offer_id", "title", "link", "image_link", "price.amount",
                    "price.currency", "availability")
+# Every CSV/TSV template neutralises formulas in its text cells (_row_writer). The typed
+# columns that partners parse (Meta's price "15.00 PLN", availability, condition, link,
+# gtin; the audiences' SHA-256 hashes and country code) are checked values that never
+# start with = + - @, so the rule leaves them as the partner expects them.
 BUILTINS: dict[str, _Builtin] = {
     "google_merchant_rss": _Builtin(_prepare_google, _OFFER_REQUIRED, False, _OFFER_COLUMNS),
     "meta_catalog_xml": _Builtin(_prepare_meta, _OFFER_REQUIRED, False, _OFFER_COLUMNS),
-    "meta_catalog_csv": _Builtin(_prepare_meta, _OFFER_REQUIRED, False, _OFFER_COLUMNS),
+    "meta_catalog_csv": _Builtin(_prepare_meta, _OFFER_REQUIRED, True, _OFFER_COLUMNS),
     "generic_csv": _Builtin(lambda *a: {}, ("offer_id",), True),
     "generic_tsv": _Builtin(lambda *a: {}, ("offer_id",), True),
     "google_customer_match": _Builtin(_prepare_google_cm, ("customer_id", "email"), True,
@@ -559,21 +582,13 @@ class Renderer:
         if folder is None:
             raise BadInput(f"unknown template {name!r}; use one of {known}, or set "
                            "generate.templates_dir to a folder of your own templates")
-        base = Path(folder) / name
-        if not re.fullmatch(r"[A-Za-z0-9_\-]+", name) or not base.is_dir():
-            raise BadInput(f"unknown template {name!r}: no folder {base}; use one of "
-                           f"{known} or create {base}/item.xml.j2 (or .csv.j2, .tsv.j2)")
-        for fmt in ("xml", "csv", "tsv"):
-            if (base / f"item.{fmt}.j2").is_file():
-                entity = "offer"
-                marker = base / "entity"
-                if marker.is_file():
-                    entity = marker.read_text(encoding="utf-8").strip()
-                    if entity not in ("offer", "customer"):
-                        raise BadInput(f"{marker}: entity {entity!r}; write offer or customer")
-                return base, fmt, entity
-        raise BadInput(f"{base}: template {name!r} has no item.xml.j2, item.csv.j2 or "
-                       "item.tsv.j2")
+        try:
+            found = find_user_template(name, folder)
+        except TemplateProblem as err:
+            names = user_template_names(folder)
+            raise BadInput(f"{err}; built-in templates: {', '.join(known)}"
+                           + (f"; yours: {', '.join(names)}" if names else "")) from err
+        return found.folder, found.fmt, found.entity
 
     def __reduce__(self):
         # rebuilt by name in the executor (and taken from its process cache there)
@@ -596,11 +611,17 @@ class Renderer:
 
     def header(self, ctx: dict) -> str:
         """The text before the first item (XML prolog and channel, CSV header line)."""
-        return self._header.render(self._chrome_ctx(ctx))
+        return self._chrome(self._header, ctx)
 
     def footer(self, ctx: dict) -> str:
         """The text after the last item."""
-        return self._footer.render(self._chrome_ctx(ctx))
+        return self._chrome(self._footer, ctx)
+
+    def _chrome(self, template: jinja2.Template, ctx: dict) -> str:
+        if not self.user:
+            return template.render(self._chrome_ctx(ctx))
+        with render_bounds():
+            return render_template(template, self._chrome_ctx(ctx))
 
     def render(self, item: dict) -> RenderResult:
         """Render one aggregate row; ``text`` is None when an error leaves it out."""
@@ -641,33 +662,54 @@ class Renderer:
 
         fields = _jsonable(item)
         try:
-            text = self._item.render(item=item, row=self._row, reject=reject, warn=warn,
-                                     options=self.options)
+            with render_bounds():
+                text = render_template(self._item, {"item": item, "row": self._row, "reject": reject,
+                                                    "warn": warn, "options": self.options})
         except _Rejected as rejected:
             return RenderResult(None, (rejected.reason,), tuple(warnings), fields)
-        except jinja2.exceptions.SecurityError:
-            return RenderResult(None, ("template_security_error",), tuple(warnings), fields)
-        except (jinja2.TemplateError, TypeError, ValueError, ArithmeticError,
-                LookupError, AttributeError):
-            return RenderResult(None, ("template_error",), tuple(warnings), fields)
-        if self.fmt == "xml" and not _well_formed(text):
-            return RenderResult(None, ("template_invalid_xml",), tuple(warnings), fields)
+        except Exception as err:  # whatever a user's template raises leaves this item out, with where
+            reason, detail = _failure(err, self._item)
+            return RenderResult(None, (reason,), tuple(warnings), fields, detail)
+        if self.fmt == "xml":
+            problem = _xml_problem(text)
+            if problem:
+                detail = {"file": self._item.filename or self._item.name, "line": 0,
+                          "message": f"the item is not well-formed XML: {problem}"}
+                return RenderResult(None, ("template_invalid_xml",), tuple(warnings), fields, detail)
         return RenderResult(text, (), tuple(warnings), fields)
+
+
+def _failure(err: Exception, template: jinja2.Template) -> tuple[str, dict]:
+    """The exclusion reason of a user template's error, and where and what it was."""
+    file, line = failure_site(err, template.filename or template.name or "")
+    if isinstance(err, TemplateLimit):
+        reason, message = "template_limit", f"over the {err.bound} bound: {err.message}"
+    elif isinstance(err, RecursionError):
+        reason, message = "template_limit", "over the recursion bound: calls nested too deep (a recursive macro?)"
+    elif isinstance(err, MemoryError):
+        reason, message = "template_limit", "over the memory bound: out of memory"
+    elif isinstance(err, jinja2.exceptions.SecurityError):
+        reason, message = "template_security_error", f"SecurityError: {err}"
+    else:
+        reason = "template_error"
+        message = f"{type(err).__name__}: {getattr(err, 'message', None) or err}"
+    return reason, {"file": file, "line": line, "message": message[:500]}
 
 
 _PREFIX = re.compile(r"</?([A-Za-z_][\w.\-]*):")
 
 
-def _well_formed(fragment: str) -> bool:
+def _xml_problem(fragment: str) -> str | None:
+    """Why ``fragment`` is not well-formed XML (None when it is)."""
     from lxml import etree
 
     prefixes = sorted(set(_PREFIX.findall(fragment)) - {"xml"})
     decl = " ".join(f'xmlns:{p}="urn:feedgen:{p}"' for p in prefixes)
     try:
         etree.fromstring(f"<feedgen-check {decl}>{fragment}</feedgen-check>".encode())
-    except etree.XMLSyntaxError:
-        return False
-    return True
+    except etree.XMLSyntaxError as err:
+        return str(err) or "XML syntax error"
+    return None
 
 
 def _freeze(value: Any) -> Any:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 from pyspark.sql import types as T
@@ -17,12 +18,21 @@ from feedgen.aggregator.schemas import AGGREGATE_SCHEMAS
 from feedgen.generator.definitions import Definition
 from feedgen.generator.fields import FieldNotFound, coerce, describe, kind_of, leaf_paths, resolve
 from feedgen.generator.parse import Problem, did_you_mean, type_label
+from feedgen.generator.regex import RegexRejected, check_pattern
 from feedgen.generator.registry import AUDIENCE_EXPORTS, FEED_TEMPLATES, TEMPLATE_ENTITY
+from feedgen.generator.templates import (
+    TemplateProblem,
+    UserTemplate,
+    find_user_template,
+    render_trouble,
+    sample_item,
+    template_problems,
+    user_template_names,
+)
 from feedgen.generator.tree import (
     Between,
     Compare,
     Contains,
-    Duration,
     History,
     In,
     InSegment,
@@ -33,9 +43,11 @@ from feedgen.generator.tree import (
     StringMatch,
     TimeWindow,
 )
+from feedgen.jobs.config_schema import gate_problem
 from feedgen.jobs.errors import DefinitionError
 
 ID_PATTERN = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
+MAX_ID_LENGTH = 128  # the file server routes ids of at most 128 characters (fileserver/params.py)
 _ORDERED = ("eq", "ne", "lt", "lte", "gt", "gte", "between", "in", "not_in", "is_null")
 OPS_BY_KIND: dict[str, tuple[str, ...]] = {
     "string": (*_ORDERED, "starts_with", "ends_with", "contains", "matches"),
@@ -51,18 +63,21 @@ _SORTABLE = ("string", "number", "boolean", "timestamp")
 GENERIC_TEMPLATES = ("generic_csv", "generic_tsv")  # their columns are options.fields
 
 
-def check_definitions(definitions: Iterable[Definition]) -> None:
+def check_definitions(definitions: Iterable[Definition], templates_dir: str | Path | None = None) -> None:
     """Raise DefinitionError listing every problem; return quietly when there is none."""
-    problems = validate_definitions(list(definitions))
+    problems = validate_definitions(list(definitions), templates_dir)
     if problems:
         raise DefinitionError(problems)
 
 
-def validate_definitions(definitions: list[Definition]) -> list[Problem]:
+def validate_definitions(definitions: list[Definition],
+                         templates_dir: str | Path | None = None) -> list[Problem]:
+    """Every problem of ``definitions``; user templates are looked up in ``templates_dir``."""
     problems: list[Problem] = []
     first_seen: dict[str, Definition] = {}
+    templates = _UserTemplates(templates_dir)
     for d in definitions:
-        _Checker(d, problems).check()
+        _Checker(d, problems, templates).check()
         other = first_seen.get(d.id)
         if other is not None:
             problems.append(Problem(d.file, d.line, d.label, "id",
@@ -74,12 +89,90 @@ def validate_definitions(definitions: list[Definition]) -> list[Problem]:
     return problems
 
 
+class _UserTemplates:
+    """The user templates of one validation, each found and checked once."""
+
+    def __init__(self, folder: str | Path | None) -> None:
+        self.folder = folder
+        self.names = user_template_names(folder)
+        self._checked: dict[str, tuple[UserTemplate | None, list[TemplateProblem]]] = {}
+        self._rendered: dict[tuple, list[TemplateProblem]] = {}
+
+    def check(self, name: str) -> tuple[UserTemplate | None, list[TemplateProblem]]:
+        if name not in self._checked:
+            try:
+                found = find_user_template(name, self.folder)
+            except TemplateProblem as err:
+                self._checked[name] = (None, [err])
+            else:
+                self._checked[name] = (found, template_problems(found) or _chrome_problems(found))
+        return self._checked[name]
+
+    def sample(self, template: UserTemplate, options: Mapping | None) -> list[TemplateProblem]:
+        """The problems of rendering ``template``'s item once on a sample item (once per render options)."""
+        from feedgen.generator.render import renderer_key
+
+        key = renderer_key(template.name, options)
+        if key not in self._rendered:
+            self._rendered[key] = _item_problems(template, options or {})
+        return self._rendered[key]
+
+    def choices(self, builtin: Iterable[str]) -> str:
+        names = ", ".join(sorted(builtin))
+        if self.folder is None:
+            return f"built-in: {names} (set generate.templates_dir for your own)"
+        return f"built-in: {names}; yours in {self.folder}: {', '.join(self.names) or 'none'}"
+
+
+_SAMPLE_FIX = {
+    "template_limit": "keep each item within the bounds: 1,000,000 characters per value and per item, "
+                      "100,000 loop iterations, 1 s (README, 'Your own templates')",
+    "template_security_error": "remove that access: the sandbox refuses it",
+    "template_invalid_xml": "make the item one well-formed XML element (values are escaped for you)",
+}
+
+
+def _item_problems(template: UserTemplate, options: Mapping) -> list[TemplateProblem]:
+    """Render the item once on a sample item with every field set, under the bounds of a run:
+    an error there would leave out every item of every run."""
+    from feedgen.generator.render import TEMPLATE_FAILURES, get_renderer
+
+    try:
+        result = get_renderer(template.name, options, template.folder.parent).render(sample_item(template.entity))
+    except Exception as err:  # any error of a user's template is a problem to report
+        return [render_trouble(err, template)]
+    if result.text is not None or not result.errors or result.errors[0] not in TEMPLATE_FAILURES:
+        return []  # rendered, or left out by the template's own reject()
+    reason, detail = result.errors[0], result.detail or {}
+    fix = _SAMPLE_FIX.get(reason, "every field of the sample is set (see aggregator/schemas.py): fix the "
+                                  "expression at that line, or guard it with {% if %} or |default")
+    return [TemplateProblem(detail.get("file") or template.file("item"), detail.get("line") or 0,
+                            f"fails on a sample {template.entity} ({reason}): {detail.get('message', '')}", fix)]
+
+
+def _chrome_problems(template: UserTemplate) -> list[TemplateProblem]:
+    """Render the header and footer once: an error there would stop the run after its Spark job."""
+    from feedgen.generator.render import get_renderer
+
+    ctx = {"definition_id": "check", "title": "check", "link": "", "run_id": "check",
+           "as_of": "2026-01-01T00:00:00Z"}
+    try:
+        renderer = get_renderer(template.name, {}, template.folder.parent)
+        renderer.header(ctx)
+        renderer.footer(ctx)
+    except Exception as err:  # any error of a user's template is a problem to report
+        return [render_trouble(err, template)]
+    return []
+
+
 class _Checker:
     """The checks of one definition."""
 
-    def __init__(self, definition: Definition, problems: list[Problem]) -> None:
+    def __init__(self, definition: Definition, problems: list[Problem],
+                 templates: _UserTemplates | None = None) -> None:
         self.d = definition
         self.problems = problems
+        self.templates = templates or _UserTemplates(None)
         self.schema: T.StructType = AGGREGATE_SCHEMAS[definition.entity]
 
     def problem(self, line: int, path: str, message: str, fix: str = "") -> None:
@@ -93,7 +186,14 @@ class _Checker:
 
     def check(self) -> None:
         d = self.d
-        if not ID_PATTERN.fullmatch(d.id):
+        if len(d.id) > MAX_ID_LENGTH:
+            short = f"{d.id[:40]}…"
+            self.problems.append(Problem(
+                d.file, d.line_of("id"), f"{d.kind} {short!r}", "id",
+                f"id of {len(d.id):,} characters{' after for_each' if d.id != d.source_id else ''}, "
+                f"over the limit of {MAX_ID_LENGTH} (the file server serves ids up to {MAX_ID_LENGTH})",
+                "shorten the id (or the for_each values it includes)"))
+        elif not ID_PATTERN.fullmatch(d.id):
             self.problem(d.line_of("id"), "id", f"bad id {d.id!r}",
                          "use lower-case letters, digits and single dashes, e.g. google-electronics-pl")
         self._check_outputs()
@@ -114,23 +214,47 @@ class _Checker:
     def _check_outputs(self) -> None:
         d = self.d
         if d.kind == "feed" and d.template is not None:
-            if d.template not in FEED_TEMPLATES:
-                hint = (f"{d.template!r} is an audience export; feeds use a template"
-                        if d.template in AUDIENCE_EXPORTS else did_you_mean(d.template, tuple(FEED_TEMPLATES)))
-                self.problem(d.line_of("template"), "template", f"unknown template {d.template!r}", hint)
+            if d.template in AUDIENCE_EXPORTS:
+                self.problem(d.line_of("template"), "template", f"unknown template {d.template!r}",
+                             f"{d.template!r} is an audience export; feeds use a template")
+            elif d.template not in FEED_TEMPLATES:
+                self._check_user_template(d.template, "template", FEED_TEMPLATES)
             elif TEMPLATE_ENTITY[d.template] != d.entity:
                 self.problem(d.line_of("template"), "template",
                              f"template {d.template!r} renders {TEMPLATE_ENTITY[d.template]}s, not {d.entity}s",
                              f"use entity: {TEMPLATE_ENTITY[d.template]} or another template")
         for i, name in enumerate(d.exports):
-            if name not in AUDIENCE_EXPORTS:
-                hint = (f"{name!r} is a feed template; segments use exports"
-                        if name in FEED_TEMPLATES else did_you_mean(name, tuple(AUDIENCE_EXPORTS)))
-                self.problem(d.line_of("exports"), f"exports[{i}]", f"unknown export {name!r}", hint)
+            if name in FEED_TEMPLATES:
+                self.problem(d.line_of("exports"), f"exports[{i}]", f"unknown export {name!r}",
+                             f"{name!r} is a feed template; segments use exports")
+            elif name not in AUDIENCE_EXPORTS:
+                self._check_user_template(name, f"exports[{i}]", AUDIENCE_EXPORTS)
             elif TEMPLATE_ENTITY[name] != d.entity:
                 self.problem(d.line_of("exports"), f"exports[{i}]",
                              f"export {name!r} is for {TEMPLATE_ENTITY[name]}s, not {d.entity}s",
                              "use an offer feed with a template instead")
+
+    def _check_user_template(self, name: str, path: str, builtin: Mapping[str, str]) -> None:
+        d = self.d
+        key = "template" if path == "template" else "exports"
+        what = "template" if key == "template" else "export"
+        if name not in self.templates.names:
+            close = did_you_mean(name, [*builtin, *self.templates.names])
+            choices = self.templates.choices(builtin)
+            if not close.startswith("did you mean"):
+                hint = f"use one of: {choices}"
+            else:  # with user templates, say which of them exist too
+                hint = close if self.templates.folder is None else f"{close} ({choices})"
+            self.problem(d.line_of(key), path, f"unknown {what} {name!r}", hint)
+            return
+        found, troubles = self.templates.check(name)
+        if found is not None and not troubles and found.entity == d.entity:
+            troubles = self.templates.sample(found, d.options)
+        for t in troubles:
+            self.problems.append(Problem(t.file, t.line, d.label, path, f"template {name!r}: {t.message}", t.fix))
+        if found is not None and found.entity != d.entity:
+            self.problem(d.line_of(key), path, f"template {name!r} renders {found.entity}s, not {d.entity}s",
+                         f"use entity: {found.entity}, or write {d.entity} in {found.folder / 'entity'}")
 
     def _scalar_field(self, path: str, line: int, where: str, what: str) -> None:
         try:
@@ -180,14 +304,16 @@ class _Checker:
             self.problem(d.line_of("delivery"), "delivery.destinations",
                          "destinations must be a list of connector names", "write destinations: [meta_catalog_batch]")
         for key, value in d.gates.items():
+            # the same rules as the config's gates section (feedgen.jobs.config_schema.Gates)
             if key in ("enabled", "allow_empty"):
-                ok, fix = isinstance(value, bool), f"write {key}: true or {key}: false"
+                fix = f"write {key}: true or {key}: false"
             elif key == "refresh_after":
-                ok, fix = isinstance(value, str) and _is_duration(value), "write refresh_after: 28d"
+                fix = "write refresh_after: 28d"
+            elif key == "min_base_items":
+                fix = "write min_base_items: 50 (a whole number of items)"
             else:
-                ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0
                 fix = f"write {key}: 0.2 (a share: 0.2 is 20%)"
-            if not ok:
+            if gate_problem(key, value):
                 self.problem(d.line_of("gates"), f"gates.{key}", f"bad {key}: {type_label(value)}", fix)
 
     # -- predicates ------------------------------------------------------------------------
@@ -234,13 +360,25 @@ class _Checker:
         elif isinstance(leaf, StringMatch):
             self._check_value(leaf, leaf.op, leaf.value, dtype, label)
         elif isinstance(leaf, Regex):
-            try:
-                re.compile(leaf.pattern)
-            except re.error as err:
-                self.node_problem(leaf, "matches", f"bad regex {leaf.pattern!r}: {err}",
-                                  "fix the pattern (escape special characters like . ( [ with a backslash)")
+            self._check_regex(leaf)
         elif isinstance(leaf, (IsNull, TimeWindow)):
             pass
+
+    def _check_regex(self, leaf: Regex) -> None:
+        shown = leaf.pattern if len(leaf.pattern) <= 80 else f"{leaf.pattern[:60]}…"
+        try:
+            check_pattern(leaf.pattern, leaf.ignore_case)
+        except RegexRejected as err:
+            # Python checks the pattern, Spark's Java engine runs it on every row: only what both
+            # read alike, within the limits, and nothing that can backtrack for minutes
+            why = {"syntax": "is not supported (patterns run on Spark's Java engine)",
+                   "limit": "is not accepted (patterns run on every row)",
+                   "backtracking": "could take minutes on one row (patterns run on every row)"}[err.kind]
+            self.node_problem(leaf, "matches", f"regex {shown!r}: {err.construct} at position {err.position} {why}",
+                              err.fix)
+        except re.error as err:
+            self.node_problem(leaf, "matches", f"bad regex {shown!r}: {err}",
+                              "fix the pattern (escape special characters like . ( [ with a backslash)")
 
     def _check_value(self, leaf: Leaf, op: str, value: Any, dtype: T.DataType, label: str) -> Any:
         target = dtype.elementType if kind_of(dtype) == "list" else dtype
@@ -291,14 +429,6 @@ class _Checker:
                                   f"{node.agg} works on {' or '.join(wanted)} fields")
                 return
         self._check_leaf(node.test, element, value_type, f"{node.name} {node.agg}")
-
-
-def _is_duration(text: str) -> bool:
-    try:
-        Duration.parse(text)
-    except ValueError:
-        return False
-    return True
 
 
 def _field_fix(err: FieldNotFound) -> str:

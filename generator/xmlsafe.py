@@ -23,6 +23,7 @@ _TEXT_INVALID = re.compile(
 _LINE_BREAKS = re.compile("[\t\n\r\u0085\u2028\u2029]+")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _FORMULA_START = ("=", "+", "-", "@")
+_PLAIN_NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 
 
 def _join_surrogate_pairs(text: str) -> str:
@@ -49,9 +50,17 @@ def text_clean(text: str) -> str:
 
 
 def neutralise_formula(text: str) -> str:
-    """Prefix a cell that a spreadsheet would run as a formula with a single quote."""
-    # a spreadsheet skips leading spaces before it looks for the "="
-    return "'" + text if text.lstrip().startswith(_FORMULA_START) else text
+    """Prefix a cell that a spreadsheet would run as a formula with a single quote.
+
+    A text cell is a formula when it starts with ``= + - @`` after any spaces (a
+    spreadsheet skips them; tabs and line breaks are spaces by now, see text_clean),
+    unless it is a plain number (``-5``, ``+48601234567``), which a spreadsheet reads as
+    a number and a partner must get unchanged. RenderOffer.java applies the same rule.
+    """
+    lead = text.lstrip()
+    if not lead.startswith(_FORMULA_START) or _PLAIN_NUMBER.fullmatch(lead.rstrip()):
+        return text
+    return "'" + text
 
 
 def csv_cell(text: str) -> str:

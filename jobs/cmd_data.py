@@ -45,11 +45,13 @@ def print_sample_summary(summary: dict[str, Any]) -> None:
 def aggregate_run(config, run_id: str, as_of, master: str | None = None) -> dict[str, Any]:
     """Run the aggregate stage for ``run_id`` and record it in run.json."""
     from feedgen.aggregator.job import run_aggregate
+    from feedgen.aggregator.sources import check_sources
     from feedgen.jobs.errors import FeedgenError
     from feedgen.jobs.runs import new_run_record, read_run, run_dir, write_run
     from feedgen.jobs.spark import spark_session
 
     root = config.root
+    check_sources(config, ("offer", "customer"))  # a missing or empty source: before Spark starts
     spark = spark_session(config["spark"], master=master)
     master_used = spark.sparkContext.master
     record = read_run(root, run_id) if (run_dir(root, run_id) / "run.json").is_file() else new_run_record(run_id, as_of, master_used)
@@ -59,9 +61,11 @@ def aggregate_run(config, run_id: str, as_of, master: str | None = None) -> dict
     try:
         with stage("aggregate") as step:
             stats = run_aggregate(spark, config, run_id, as_of, progress=step)
-    except FeedgenError as err:
+    except Exception as err:  # whatever stopped it, the run is failed, never left at "aggregating"
         record["status"] = "failed"
-        record["stages"]["aggregate"] = {"status": "failed", "error": str(err), "seconds": round(time.monotonic() - t0, 3)}
+        error = str(err) if isinstance(err, FeedgenError) else f"{type(err).__name__}: {str(err)[:2000]}"
+        record["stages"]["aggregate"] = {"status": "failed", "error": error,
+                                         "seconds": round(time.monotonic() - t0, 3)}
         write_run(root, record)
         raise
     record["stages"]["aggregate"] = {"status": "done", "seconds": round(time.monotonic() - t0, 3), **stats}

@@ -16,20 +16,32 @@ def _definitions_dir(config, definitions: str | None, directory: str | None = No
 @click.command("validate")
 @click.argument("directory", required=False)
 @config_option
+@root_option
 @definitions_option
-def validate(directory, config_path, definitions) -> None:
+def validate(directory, config_path, root, definitions) -> None:
     """Check every feed and segment definition in DIRECTORY (default: --definitions / config).
 
-    Exits 2 listing every problem (file:line, definition, path, what is wrong, the fix),
-    or 0 with a summary.
+    DIRECTORY ``registry`` checks the registry's published set. Exits 2 listing every problem
+    (file:line, definition, path, what is wrong, the fix), or 0 with a summary.
     """
-    from feedgen.generator.definitions import load_definitions
     from feedgen.jobs.config import load_config
+    from feedgen.jobs.pinning import describe, load_source
 
-    config = load_config(config_path, definitions=definitions)
+    config = load_config(config_path, root=root, definitions=definitions)
     folder = _definitions_dir(config, definitions, directory)
-    defset = load_definitions(folder)
-    click.echo(summary(defset, folder))
+    defset = load_source(config, folder)
+    _check_token_ids(config, defset)
+    click.echo(summary(defset, describe(config, folder)))
+
+
+def _check_token_ids(config, defset) -> None:
+    """A token (or public entry) for an id no definition has opens nothing: exit 2 naming it."""
+    from feedgen.jobs.config_schema import unknown_definition_ids
+    from feedgen.jobs.errors import ConfigError
+
+    problems = unknown_definition_ids(config.get("server"), (d.id for d in defset))
+    if problems:
+        raise ConfigError("\n".join(f"{config.source_label}: {line}" for line in problems))
 
 
 def summary(defset, folder: str) -> str:
@@ -62,15 +74,15 @@ def explain(definition_id, entity_key, config_path, root, definitions, as_of) ->
     Reads the latest good aggregate of the definition's entity under the data root.
     """
     from feedgen.aggregator.job import latest_aggregate
-    from feedgen.generator.definitions import load_definitions
     from feedgen.generator.explain import explain_entity, format_explanation
     from feedgen.jobs.config import load_config
     from feedgen.jobs.errors import BadInput
+    from feedgen.jobs.pinning import load_source
     from feedgen.jobs.runs import parse_as_of
     from feedgen.jobs.spark import spark_session
 
     config = load_config(config_path, root=root, definitions=definitions)
-    defset = load_definitions(_definitions_dir(config, definitions))
+    defset = load_source(config, _definitions_dir(config, definitions))
     definition = defset.get(definition_id)
     moment = parse_as_of(as_of)
     found = latest_aggregate(config.root, definition.entity)

@@ -52,9 +52,10 @@ def generate(config_path, root, definitions, as_of, run_id, master) -> None:
 
     config = absolute_config(load_config(config_path, root=root, definitions=definitions))
     run_id = run_id or new_run_id()
-    from feedgen.generator.definitions import load_definitions
+    from feedgen.jobs.pinning import load_source
 
-    load_definitions(_definitions_dir(config, definitions))
+    # bad definitions stop here, before the lock or any output (the run reads its source again, and pins it)
+    load_source(config, _definitions_dir(config, definitions))
     with root_lock(config.root, run_id):
         spark = spark_session(config["spark"], master=master)
         record = load_or_create_record(config, run_id, parse_as_of(as_of), spark.sparkContext.master)
@@ -97,19 +98,21 @@ def print_stage_summary(record: dict[str, Any]) -> None:
 
 
 def _run_once(config, *, run_id: str, as_of, definitions: str | None, master: str | None,
-              resume: bool) -> dict[str, Any]:
+              resume: bool, started_by: str | None = None) -> dict[str, Any]:
     from feedgen.jobs.pipeline import run_pipeline
     from feedgen.jobs.runs import root_lock
 
     with root_lock(config.root, run_id):
         return run_pipeline(config, run_id=run_id, as_of=as_of, definitions_dir=definitions,
-                            master=master, resume=resume)
+                            master=master, resume=resume, started_by=started_by)
 
 
 def _report(record: dict[str, Any]) -> None:
     print_run_summary(record)
     print_stage_summary(record)
     run_id = record["run_id"]
+    for warning in record.get("warnings") or []:
+        console.print(f"[yellow]warning: {warning}[/yellow]")
     if record["status"] == "held":
         console.print(f"[yellow]run {run_id} is held by its gates: nothing was published or emitted. "
                       f"Review with `feedgen runs show {run_id}`, then `feedgen runs approve|reject {run_id}`.[/yellow]")
@@ -148,12 +151,17 @@ def run(config_path, root, definitions, as_of, master, resume_id, every, ticks) 
 
         def tick() -> None:
             _report(_run_once(config, run_id=new_run_id(), as_of=parse_as_of(None), definitions=definitions,
-                              master=master, resume=False))
+                              master=master, resume=False, started_by=f"schedule:{every}"))
 
         counts = run_every(interval, tick, max_ticks=ticks)
         console.print(f"--every {every}: {counts['runs']} run(s), {counts['skipped']} tick(s) skipped, "
                       f"{counts['failed']} failed")
         return
+    if not resume_id:
+        from feedgen.jobs.pinning import load_source
+
+        # bad definitions or templates stop here, before the lock or any run folder is written
+        load_source(config, _definitions_dir(config, definitions))
     if resume_id:
         record = _run_once(config, run_id=resume_id, as_of=None, definitions=definitions, master=master, resume=True)
     else:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from typing import Any
 
 import click
@@ -15,8 +17,6 @@ from feedgen.jobs.options import config_option, root_option
 def run_server(config: Any, *, host: str | None = None, port: int | None = None,
                workers: int | None = None, threads: int | None = None) -> None:
     """Run the file server under gunicorn (gthread workers) until interrupted."""
-    from gunicorn.app.base import BaseApplication
-
     from feedgen.fileserver.auth import TokenTable
     from feedgen.jobs.errors import ConfigError
 
@@ -38,6 +38,8 @@ def run_server(config: Any, *, host: str | None = None, port: int | None = None,
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = own_dir
     from feedgen.fileserver.app import serving_store_uri
 
+    warn_unknown_token_ids(config)  # (after the variable above: it imports the file server)
+
     def child_exit(_server: Any, worker: Any) -> None:
         from prometheus_client import multiprocess
 
@@ -46,6 +48,10 @@ def run_server(config: Any, *, host: str | None = None, port: int | None = None,
     def when_ready(_server: Any) -> None:
         click.echo(f"feedgen: serving {serving_store_uri(config)} on http://{host}:{port} "
                    f"({workers} workers x {threads} threads)", err=True)
+        if host not in _LOOPBACK:
+            click.echo(f"feedgen: {host} is not a loopback address; clients that send their requests "
+                       "slowly can hold every thread: put nginx in front (deploy/nginx.conf, README "
+                       "\"Deployment\") and bind feedgen to 127.0.0.1", err=True)
 
     options = {
         "bind": f"{host}:{port}",
@@ -65,34 +71,102 @@ def run_server(config: Any, *, host: str | None = None, port: int | None = None,
         "proc_name": "feedgen-serve",
     }
 
+    def load() -> Any:
+        # Built in each worker after the fork: no store client is shared between processes.
+        from feedgen.fileserver.app import create_app
+
+        return create_app(config)
+
+    _raise_open_file_limit()
+    try:
+        run_gunicorn(options, load)
+    finally:
+        if own_dir:
+            shutil.rmtree(own_dir, ignore_errors=True)
+
+
+_LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
+
+
+def warn_unknown_token_ids(config: Any) -> list[str]:
+    """Log (and return) a warning per ``server.tokens`` / ``server.public`` id that neither a
+    definition (config ``definitions``, when it can be read here) nor a published pointer has."""
+    import logging
+
+    from feedgen.fileserver.app import serving_store_uri
+    from feedgen.jobs.config_schema import unknown_definition_ids
+    from feedgen.jobs.pinning import load_source
+    from feedgen.jobs.store import open_store
+
+    server = config.get("server") or {}
+    if not server.get("tokens") and not server.get("public"):
+        return []
+    ids: set[str] = set()
+    with contextlib.suppress(Exception):  # the definitions may live on another host
+        ids |= {d.id for d in load_source(config, str(config.get("definitions")))}
+    with contextlib.suppress(Exception):  # a store that cannot be read now is /healthz's business
+        keys = open_store(serving_store_uri(config), config).list("current/")
+        ids |= {k[8:-5] for k in keys if k.endswith(".json") and "/" not in k[8:]}
+    warnings = [f"{config.source_label}: {line} (among the definitions and the published ones; "
+                "requests for it are answered 404)" for line in unknown_definition_ids(server, ids)]
+    for text in warnings:
+        logging.getLogger("feedgen.serve").warning("%s", text)
+    return warnings
+
+
+def run_gunicorn(options: dict[str, Any], load: Callable[[], Any]) -> None:
+    """Serve the WSGI app ``load()`` builds (in each worker, after the fork) under gunicorn
+    with ``options`` (gunicorn settings) until interrupted; ``feedgen serve`` and ``console`` use it."""
+    from gunicorn.app.base import BaseApplication
+
     class _Gunicorn(BaseApplication):
         def load_config(self) -> None:
             for key, value in options.items():
                 self.cfg.set(key, value)
 
         def load(self) -> Any:
-            # Built in each worker after the fork: no store client is shared between processes.
-            from feedgen.fileserver.app import create_app
+            return load()
 
-            return create_app(config)
+    _Gunicorn().run()
 
-    try:
-        _Gunicorn().run()
-    finally:
-        if own_dir:
-            shutil.rmtree(own_dir, ignore_errors=True)
+
+def _raise_open_file_limit() -> None:
+    # A download holds every part file of its document open from its first byte (so that
+    # retention cannot cut it short): let the workers use the hard limit, not the soft one.
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = 1 << 16 if hard == resource.RLIM_INFINITY else hard
+    if soft != resource.RLIM_INFINITY and soft < target:
+        # (if refused, the soft limit stays: fewer downloads at once can hold their files)
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+
+
+def listen_options(section: str, port: int) -> Callable[[Callable], Callable]:
+    """``--host --port --workers --threads`` of a gunicorn command, defaults from ``section``."""
+
+    def apply(command: Callable) -> Callable:
+        for option in reversed((
+            click.option("--host", default=None,
+                         help=f"Address to bind (default: config {section}.host, 127.0.0.1)."),
+            click.option("--port", default=None, type=click.IntRange(0, 65535),
+                         help=f"Port to bind (default: config {section}.port, {port})."),
+            click.option("--workers", default=None, type=click.IntRange(min=1),
+                         help=f"gunicorn worker processes (default: config {section}.workers)."),
+            click.option("--threads", default=None, type=click.IntRange(min=1),
+                         help=f"Threads per worker (default: config {section}.threads)."),
+        )):
+            command = option(command)
+        return command
+
+    return apply
 
 
 @click.command("serve")
 @config_option
 @root_option
-@click.option("--host", default=None, help="Address to bind (default: config server.host, 127.0.0.1).")
-@click.option("--port", default=None, type=click.IntRange(0, 65535),
-              help="Port to bind (default: config server.port, 8080).")
-@click.option("--workers", default=None, type=click.IntRange(min=1),
-              help="gunicorn worker processes (default: config server.workers).")
-@click.option("--threads", default=None, type=click.IntRange(min=1),
-              help="Threads per worker (default: config server.threads).")
+@listen_options("server", 8080)
 def serve(config_path: str | None, root: str | None, host: str | None, port: int | None,
           workers: int | None, threads: int | None) -> None:
     """Serve published feeds, exports, runs and metrics over HTTP (gunicorn)."""

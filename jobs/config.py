@@ -15,11 +15,10 @@ from typing import Any
 
 import yaml
 
+from feedgen.jobs.config_schema import SOURCE_NAMES, check_config
 from feedgen.jobs.errors import ConfigError
 
 ENV_PREFIX = "FEEDGEN__"
-
-SOURCE_NAMES = ("offers", "sellers", "products", "campaigns", "ratings", "customers", "orders", "events")
 
 DEFAULTS: dict[str, Any] = {
     "root": "./var",
@@ -50,8 +49,11 @@ DEFAULTS: dict[str, Any] = {
         "max_null_rate": 0.05,  # share of items missing a required field
         "min_base_items": 50,  # count and share gates only judge definitions that had this many
         "refresh_after": "28d",  # resend unchanged items last sent this long ago
+        "max_template_error_rate": 0.0,  # share of candidates a user template may fail on (any run)
     },
-    "publish": {"store": None, "retention": 5, "s3_endpoint": None},
+    # a run no pointer names stays this long more (a duration: 30m, 1h, 2d; or seconds), so a
+    # download started before the switch can finish
+    "publish": {"store": None, "retention": 5, "retention_grace": "1h", "s3_endpoint": None},
     "kafka": {
         "bootstrap": None, "topic": "feedgen.deltas",
         "delivery_timeout_ms": 60000,  # a delivery report not back by then is a failure
@@ -62,7 +64,8 @@ DEFAULTS: dict[str, Any] = {
         "store": None,  # where published feeds are read; default publish.store, else root
         "tokens": {},  # definition_id -> sha256 hex of its access token
         "public": [],  # definition ids served without a token
-        "admin_token_sha256": None,  # for /runs and approve/reject
+        "admin_token_sha256": None,  # for /runs and approve/reject (and /metrics)
+        "metrics_token_sha256": None,  # for /metrics (Prometheus bearer token); the admin token works too
         # Membership lookups (fileserver/lookups.py): optional Bearer token digest; how often
         # an S3 pointer is re-read; where an S3 index is downloaded (default: a temp folder).
         "lookup_token_sha256": None, "lookup_pointer_ttl": 1.0, "lookup_cache_dir": None,
@@ -87,6 +90,30 @@ DEFAULTS: dict[str, Any] = {
             "batch_size": 10000, "rate_limit_per_s": 10,
         },
         "webhook": {"type": "webhook", "endpoint": None, "secret_env": "FEEDGEN_WEBHOOK_SECRET"},
+    },
+    # The definitions registry (feedgen.console.registry): a SQLAlchemy URL; PostgreSQL
+    # (postgresql+psycopg://user@host/db) for a shared deployment.
+    "registry": {"url": "sqlite:///{root}/feedgen.db"},
+    # The console (`feedgen console`, console/app.py): marketers' API and pages, kept inside.
+    "console": {
+        "host": "127.0.0.1", "port": 8090, "workers": 2, "threads": 4,
+        # signs session cookies; default: generated once into {root}/console-secret (mode 0600)
+        "secret_key": None,
+        "session_hours": 12,  # a login lasts this long
+        "secure_cookies": False,  # true when the console is reached over HTTPS
+        "proxy_count": 0,  # proxies in front whose X-Forwarded-For names the client (login throttle)
+        "public_url": None,  # how people reach the console (https://feeds.example.com); alerts link to it
+        "refresh_seconds": 5,  # the runs pages reload themselves this often while a run is in progress
+    },
+    # Alerts (jobs/alerts.py): JSON POSTs a Slack-compatible incoming webhook accepts. Each
+    # webhook: {url, events: [held, failed, published, near_threshold]}; retried with backoff,
+    # then a dead-letter record in the run folder; never stops a run.
+    "alerts": {
+        "webhooks": [],
+        "retries": 3,  # tries after the first
+        "backoff_seconds": 2.0,  # doubled after each failed try
+        "timeout_seconds": 10.0,
+        "near_threshold": 0.8,  # a gate value at this share of its threshold or more is "near"
     },
 }
 
@@ -130,16 +157,23 @@ def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
 
 
 def _parse_env_value(raw: str) -> Any:
-    # YAML scalars: "8" -> 8, "true" -> True, "[a, b]" -> list; anything unparsable stays text.
-    try:
-        return yaml.safe_load(raw)
-    except yaml.YAMLError:
-        return raw
+    # An env value stays text for the schema to coerce ("8" -> 8 where a count is expected,
+    # "no" stays "no" where text is); "", "null" and "~" unset a key; "[a, b]" is a list.
+    text = raw.strip()
+    if text in ("", "null", "~"):
+        return None
+    if text[:1] in ("[", "{"):
+        try:
+            return yaml.safe_load(text)
+        except yaml.YAMLError:
+            return raw
+    return raw
 
 
-def _env_overrides(environ: dict[str, str]) -> tuple[dict[str, Any], list[str]]:
+def _env_overrides(environ: dict[str, str]) -> tuple[dict[str, Any], dict[tuple[str, ...], str]]:
+    """The ``FEEDGEN__A__B`` overrides as a tree, and which variable set each key path."""
     tree: dict[str, Any] = {}
-    names = []
+    names: dict[tuple[str, ...], str] = {}
     for name, raw in sorted(environ.items()):
         if not name.startswith(ENV_PREFIX):
             continue
@@ -147,13 +181,16 @@ def _env_overrides(environ: dict[str, str]) -> tuple[dict[str, Any], list[str]]:
         if not parts:
             continue
         node = tree
-        for part in parts[:-1]:
+        for i, part in enumerate(parts[:-1]):
+            if not isinstance(node.get(part, {}), dict):
+                raise ConfigError(f"environment variable {name}: {'.'.join(parts[:i + 1])} is set by "
+                                  f"{names.get(tuple(parts[:i + 1]), 'another variable')} too; unset one")
             node = node.setdefault(part, {})
         node[parts[-1]] = _parse_env_value(raw)
-        names.append(name)
+        names[tuple(parts)] = name
     if "KAFKA_BOOTSTRAP" in environ and "FEEDGEN__KAFKA__BOOTSTRAP" not in environ:
         tree.setdefault("kafka", {})["bootstrap"] = environ["KAFKA_BOOTSTRAP"]
-        names.append("KAFKA_BOOTSTRAP")
+        names[("kafka", "bootstrap")] = "KAFKA_BOOTSTRAP"
     return tree, names
 
 
@@ -167,13 +204,49 @@ def _substitute_root(node: Any, root: str) -> Any:
     return node
 
 
-def _check_known_keys(data: dict[str, Any], label: str) -> None:
-    unknown = sorted(set(data) - set(DEFAULTS))
-    if unknown:
-        raise ConfigError(
-            f"{label}: unknown top-level key {unknown[0]!r}; "
-            f"known keys are {', '.join(sorted(DEFAULTS))}"
-        )
+def _has_path(tree: Any, loc: tuple[Any, ...]) -> bool:
+    for part in loc:
+        in_dict = isinstance(tree, dict) and part in tree
+        if in_dict or (isinstance(tree, list) and isinstance(part, int) and part < len(tree)):
+            tree = tree[part]
+        else:
+            return False
+    return True
+
+
+def _origins(label: str, loaded: dict[str, Any], env_names: dict[tuple[str, ...], str],
+             cli: dict[str, str]):
+    """``origin(loc)``: where the value at a key path came from; ``hint``: the env var to use."""
+
+    def env_path(loc: tuple[Any, ...]) -> tuple[str, ...] | None:
+        # the variable that set this key, or one below it (FEEDGEN__SORCES__OFFERS__PATH)
+        for path in env_names:
+            if tuple(loc[:len(path)]) == path or path[:len(loc)] == tuple(loc):
+                return path
+        return None
+
+    def env_var(loc: tuple[Any, ...]) -> str | None:
+        path = env_path(loc)
+        return env_names[path] if path else None
+
+    def origin(loc: tuple[Any, ...]) -> str:
+        name = env_var(loc)
+        if name:
+            return f"environment variable {name}"
+        if loc and loc[0] in cli:
+            return cli[loc[0]]
+        # a missing key is reported where its section was written
+        written = any(_has_path(loaded, loc[:n]) for n in range(len(loc), 0, -1))
+        return label if written else "<embedded defaults>"
+
+    def hint(bad: tuple[Any, ...], good: tuple[Any, ...]) -> str:
+        path = env_path(bad)
+        if path is None or not all(isinstance(p, str) for p in good):
+            return ""
+        fixed = (*good, *path[len(bad):])
+        return f" ({ENV_PREFIX}{'__'.join(p.upper() for p in fixed)})"
+
+    return origin, hint
 
 
 def load_config(
@@ -187,6 +260,7 @@ def load_config(
     environ = dict(os.environ if environ is None else environ)
     data = copy.deepcopy(DEFAULTS)
     cfg_path = Path(path) if path else None
+    loaded: dict[str, Any] = {}
     if cfg_path is not None:
         label = str(cfg_path)
         if not cfg_path.is_file():
@@ -200,37 +274,19 @@ def load_config(
             raise ConfigError(f"{label}{where}: malformed YAML: {problem}; fix the syntax at that line") from err
         if not isinstance(loaded, dict):
             raise ConfigError(f"{label}: the config must be a mapping of keys (root, sources, spark, ...), got {type(loaded).__name__}")
-        _check_known_keys(loaded, label)
         data = _deep_merge(data, loaded)
     env_tree, env_names = _env_overrides(environ)
-    if env_tree:
-        _check_known_keys(env_tree, "environment (FEEDGEN__*)")
-        data = _deep_merge(data, env_tree)
+    data = _deep_merge(data, env_tree)
     if root:
         data["root"] = root
     if definitions:
         data["definitions"] = definitions
-    data["root"] = str(data["root"]).rstrip("/") or "/"
-    data = _substitute_root(data, data["root"])
-    _validate_sources(data, cfg_path)
-    return Config(data=data, path=cfg_path, overrides=env_names)
+    if isinstance(data["root"], str):
+        data["root"] = data["root"].rstrip("/") or "/"
+        data = _substitute_root(data, data["root"])
+    cli = {k: f"--{k} {v}" for k, v in (("root", root), ("definitions", definitions)) if v}
+    origin, hint = _origins(str(cfg_path) if cfg_path else "<embedded defaults>", loaded, env_names, cli)
+    # every section and key is checked here, before any command starts work (or Spark)
+    data = check_config(data, defaults=DEFAULTS, origin=origin, hint=hint)
+    return Config(data=data, path=cfg_path, overrides=list(env_names.values()))
 
-
-def _validate_sources(data: dict[str, Any], cfg_path: Path | None) -> None:
-    label = str(cfg_path) if cfg_path else "<embedded defaults>"
-    sources = data.get("sources")
-    if not isinstance(sources, dict):
-        raise ConfigError(f"{label}: sources must be a mapping of source name to {{path, format}}")
-    for name, spec in sources.items():
-        if name not in SOURCE_NAMES:
-            raise ConfigError(
-                f"{label}: sources.{name}: unknown source; known sources are {', '.join(SOURCE_NAMES)}"
-            )
-        if not isinstance(spec, dict) or "path" not in spec:
-            raise ConfigError(f"{label}: sources.{name}: needs a 'path' (and optionally 'format')")
-        fmt = spec.get("format", "parquet")
-        if fmt not in ("parquet", "csv", "json"):
-            raise ConfigError(
-                f"{label}: sources.{name}.format: {fmt!r} is not supported; use parquet, csv or json"
-            )
-        spec["format"] = fmt

@@ -12,8 +12,9 @@ root_option = click.option(
     "--root", default=None, help="Data root directory (default: config 'root', else ./var).",
 )
 definitions_option = click.option(
-    "--definitions", default=None,
-    help="Definitions directory (default: config 'definitions', else examples/definitions).",
+    "--definitions", default=None, metavar="DIR|registry",
+    help="Definitions directory, or 'registry' for the published versions in the registry "
+         "(default: config 'definitions', else examples/definitions).",
 )
 as_of_option = click.option(
     "--as-of", default=None, help="Instant relative time windows are measured from (ISO-8601; default now).",

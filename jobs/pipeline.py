@@ -19,8 +19,17 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from feedgen.jobs import alerts
 from feedgen.jobs.config import Config
 from feedgen.jobs.errors import BadInput, FeedgenError, RunFailed, RunLocked
+from feedgen.jobs.pinning import (
+    check_resume_source,
+    is_pinned,
+    load_pinned,
+    pin,
+    read_source,
+    run_definitions,
+)
 from feedgen.jobs.runs import (
     crash_point,
     format_ts,
@@ -77,6 +86,7 @@ def load_or_create_record(config: Config, run_id: str, as_of: datetime, master: 
     if (run_dir(config.root, run_id) / "run.json").is_file():
         return read_run(config.root, run_id)
     record = new_run_record(run_id, as_of, master)
+    record["started_by"] = os_user()
     write_run(config.root, record)
     return record
 
@@ -96,10 +106,13 @@ def _aggregate_for(config: Config, record: dict[str, Any], entity: str) -> tuple
     return latest[0], latest[1], True
 
 
-def generate_stage(spark, config: Config, record: dict[str, Any], definitions_dir: str,
+def generate_stage(spark, config: Config, record: dict[str, Any], definitions_dir: str | None,
                    progress: Callable[[str], None] | None = None, gate: bool = True) -> dict[str, Any]:
-    """Generate every definition, snapshot and diff those with event delivery (then gate them)."""
-    from feedgen.generator.definitions import load_definitions
+    """Generate every definition, snapshot and diff those with event delivery (then gate them).
+
+    The run's pinned definitions are used when it has them; else ``definitions_dir`` (a folder
+    or ``registry``) is read and pinned first (``feedgen.jobs.pinning``).
+    """
     from feedgen.generator.generate import generate_entity, snapshot_items
     from feedgen.generator.snapshots import snapshot_and_diff
     from feedgen.jobs.publish import current_run_id, serving_store
@@ -108,11 +121,11 @@ def generate_stage(spark, config: Config, record: dict[str, Any], definitions_di
     root = config.root
     run_id = record["run_id"]
     as_of = parse_as_of(record["as_of"])
-    defset = load_definitions(definitions_dir)  # a bad definition stops here, before any output
+    # a bad definition or user template stops here, before any output
+    _, defset = run_definitions(config, record, definitions_dir)
     definitions = list(defset.definitions)
     all_segments = {d.id: d for d in definitions if d.kind == "segment"}
     record["status"] = "generating"
-    record["definitions_dir"] = str(definitions_dir)
     write_run(root, record)
     t0 = time.monotonic()
     started_at = format_ts(utcnow())
@@ -156,6 +169,7 @@ def generate_stage(spark, config: Config, record: dict[str, Any], definitions_di
             refresh_after=d.refresh_after or config.get("gates.refresh_after"))
         crash_point("generate:after-diff")
     record["definitions"] = stats
+    _template_warnings(record, stats)
     seconds = round(time.monotonic() - t0, 3)
     record["stages"]["generate"] = {
         "status": "done", "seconds": seconds, "started_at": started_at, "finished_at": format_ts(utcnow()),
@@ -168,6 +182,27 @@ def generate_stage(spark, config: Config, record: dict[str, Any], definitions_di
         gate_stage(config, record, definitions)
     write_run(root, record)
     return record
+
+
+def _template_warnings(record: dict[str, Any], stats: dict[str, Any]) -> None:
+    """One warning per output whose user template failed on items: how many, and the first error."""
+    from feedgen.generator.render import TEMPLATE_FAILURES
+
+    warnings = list(record.get("warnings") or [])
+    for def_id, s in sorted(stats.items()):
+        for name, out in [(None, s), *sorted((s.get("exports") or {}).items())]:
+            first = out.get("template_error")
+            if not first:
+                continue
+            failed = sum(int((out.get("excluded") or {}).get(r) or 0) for r in TEMPLATE_FAILURES)
+            what = f"{s.get('kind', 'definition')} {def_id!r}" + (f" export {name!r}" if name else "")
+            text = (f"{what}: template {out.get('template')!r} failed on {failed} of {out.get('candidates', 0)} "
+                    f"items, left out; first ({first.get('reason')}, {s.get('entity', 'entity')} "
+                    f"{first.get('key')}): {first.get('file')}:{first.get('line')}: {first.get('message')}")
+            if text not in warnings:
+                warnings.append(text)
+    if warnings:
+        record["warnings"] = warnings
 
 
 def gate_stage(config: Config, record: dict[str, Any], definitions) -> dict[str, Any]:
@@ -200,6 +235,7 @@ def _fail(config: Config, record: dict[str, Any], name: str, err: BaseException,
         record["status"] = status
     write_run(config.root, record)
     _stage_log(record, name)
+    alerts.notify(config, record, "failed")
     if isinstance(err, BadInput):
         return err
     resume = f"fix the cause and continue with `feedgen run --resume {record['run_id']}`"
@@ -209,13 +245,19 @@ def _fail(config: Config, record: dict[str, Any], name: str, err: BaseException,
 
 
 def run_pipeline(config: Config, *, run_id: str, as_of: datetime | None = None, definitions_dir: str | None = None,
-                 master: str | None = None, progress_stage=None, resume: bool = False) -> dict[str, Any]:
+                 master: str | None = None, progress_stage=None, resume: bool = False,
+                 started_by: str | None = None) -> dict[str, Any]:
     """aggregate → generate → gate → publish → emit for one run (the caller holds the lock).
 
+    ``started_by`` says who or what started this attempt (``os:<user>``, ``schedule:<interval>``,
+    ``demo``, a console user; default ``os:<user>`` of this process). A new run records it as
+    ``started_by``; every attempt (a resume too) records its own in ``attempts``.
+
     With ``resume=True`` the run must exist: it continues from its first stage not done,
-    with the run's own ``as_of`` and definitions (unless ``definitions_dir`` is given).
+    with the run's own ``as_of`` and the definitions it pinned at its start
+    (``runs/<run_id>/definitions.yaml``), whatever was published or edited since.
+    ``definitions_dir`` is a folder or ``registry`` (default: config ``definitions``).
     """
-    from feedgen.generator.definitions import load_definitions
     from feedgen.jobs.emit import emit_run
     from feedgen.jobs.progress import stage
     from feedgen.jobs.publish import publish_run
@@ -234,18 +276,32 @@ def run_pipeline(config: Config, *, run_id: str, as_of: datetime | None = None, 
         record = read_run(root, run_id)
         if record.get("status") == "rejected":
             raise BadInput(f"run {run_id} was rejected and its files were discarded; start a new run")
+        check_resume_source(config, record, definitions_dir)
+        # a run from before pinning resumes with the folder it recorded (and pins it now)
         definitions_dir = definitions_dir or record.get("definitions_dir") or str(config.get("definitions"))
     else:
         if as_of is None:
             raise BadInput("a new run needs an as_of instant")
         definitions_dir = definitions_dir or str(config.get("definitions"))
         record = new_run_record(run_id, as_of, master or config.get("spark.master") or "local[*]")
-    definitions = list(load_definitions(definitions_dir).definitions)  # fail before the Spark work
-    record["definitions_dir"] = str(Path(definitions_dir).resolve())
+    started_by = started_by or os_user()
+    if not exists:
+        record["started_by"] = started_by
+    # read once (one query for the registry) and validated: fail before the Spark work
+    snapshot = None if is_pinned(record) else read_source(config, definitions_dir)
+    definitions = list((snapshot.definitions if snapshot else load_pinned(config, record)[1]).definitions)
+    if not stage_done(record, "aggregate") and not config.get("aggregate.allow_stale_aggregate"):
+        from feedgen.aggregator.sources import check_sources
+
+        # a missing or empty source stops here: before Spark starts, before a new run.json
+        # (with allow_stale_aggregate the aggregate stage fails and the last good one is used)
+        check_sources(config, _entities(definitions))
+    if snapshot is not None:
+        pin(root, record, snapshot)
     first = next_stage(record)
     record.setdefault("attempts", []).append({
         "started_at": format_ts(utcnow()), "pid": os.getpid(), "host": socket.gethostname(),
-        "from_stage": first, "master": master or config.get("spark.master")})
+        "from_stage": first, "master": master or config.get("spark.master"), "started_by": started_by})
     write_run(root, record)
     if first is None:
         log.info("run %s is complete (status %s); nothing to resume", run_id, record["status"],
@@ -284,7 +340,9 @@ def run_pipeline(config: Config, *, run_id: str, as_of: datetime | None = None, 
         write_run(root, record)
         _stage_log(record, "gate")
     if record.get("status") == "held":
+        alerts.notify(config, record, "held")
         return record
+    _alert_near_threshold(config, record, definitions)
     for name, action in (("publish", publish_run), ("emit", emit_run)):
         if stage_done(record, name):
             continue
@@ -310,7 +368,30 @@ def run_pipeline(config: Config, *, run_id: str, as_of: datetime | None = None, 
         _stage_log(record, name)
         if name == "publish":
             crash_point("publish:done")
+            alerts.notify(config, record, "published")
     return record
+
+
+def os_user() -> str:
+    """``os:<user>``: who runs this process, as run.json and the audit log name a shell user."""
+    import getpass
+
+    try:
+        return f"os:{getpass.getuser()}"
+    except (KeyError, OSError):  # no passwd entry and no LOGNAME/USER (some containers)
+        return f"os:uid-{os.getuid()}"
+
+
+def _alert_near_threshold(config: Config, record: dict[str, Any], definitions) -> None:
+    if any("near_threshold" in (h.get("events") or ()) for h in config.get("alerts.webhooks") or []):
+        near = alerts.near_threshold(config, record, {d.id: dict(d.gates or {}) for d in definitions})
+        if near:
+            alerts.notify(config, record, "near_threshold", near)
+
+
+def _entities(definitions) -> tuple[str, ...]:
+    """The entity kinds some definition reads (only their aggregates are built)."""
+    return tuple(e for e in ("offer", "customer") if any(d.entity == e for d in definitions))
 
 
 def _aggregate(config: Config, record: dict[str, Any], session, definitions, as_of: datetime,
@@ -318,8 +399,7 @@ def _aggregate(config: Config, record: dict[str, Any], session, definitions, as_
     from feedgen.aggregator.job import run_aggregate
 
     root = config.root
-    # only the entity kinds some definition reads
-    entities = tuple(e for e in ("offer", "customer") if any(d.entity == e for d in definitions))
+    entities = _entities(definitions)
     t0 = time.monotonic()
     started_at = format_ts(utcnow())
     record["status"] = "aggregating"
@@ -331,6 +411,9 @@ def _aggregate(config: Config, record: dict[str, Any], session, definitions, as_
             "status": "done", "seconds": round(time.monotonic() - t0, 3), "started_at": started_at,
             "finished_at": format_ts(utcnow()),
             "items": sum(int(e.get("rows") or 0) for e in (agg.get("entities") or {}).values()), **agg}
+        if agg.get("warnings"):
+            # also at the top of run.json, where `feedgen runs show` and the summary read them
+            record["warnings"] = list(record.get("warnings") or []) + list(agg["warnings"])
     except Exception as err:
         if not config.get("aggregate.allow_stale_aggregate"):
             raise _fail(config, record, "aggregate", err, t0=t0) from err
@@ -398,5 +481,5 @@ def run_every(interval: float, run_once: Callable[[], Any], *, max_ticks: int | 
     return counts
 
 
-__all__ = ["STAGES", "absolute_config", "gate_stage", "generate_stage", "next_stage", "parse_interval",
+__all__ = ["STAGES", "absolute_config", "gate_stage", "generate_stage", "next_stage", "os_user", "parse_interval",
            "run_every", "run_pipeline", "stage_done"]

@@ -4,16 +4,19 @@ The serving store is ``publish.store`` (a directory or ``s3://bucket/prefix``), 
 data root itself. Files go first, manifests after their parts, pointers last: a pointer
 is a new object (temp + rename locally, one PUT on S3), so a reader sees the old run or
 the new one, never a mix. Retention keeps the last ``publish.retention`` published runs
-and deletes older ones, never one a pointer names.
+and deletes older ones, never one a pointer names nor one that stopped being current less
+than ``publish.retention_grace`` ago (a download may still be reading it).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -178,19 +181,32 @@ def _breach_line(record: dict[str, Any]) -> str:
 
 
 def apply_retention(config: Any, store: Store | None = None) -> list[str]:
-    """Delete published runs beyond the newest ``publish.retention``, except any a pointer names."""
+    """Delete published runs beyond the newest ``publish.retention``, except any a pointer names.
+
+    A run no pointer names is kept ``publish.retention_grace`` longer, counted from the first
+    retention pass that found it so (right after the publication that replaced it): a
+    download that resolved the old pointer just before the switch is still reading its files.
+    """
     keep = int(config.get("publish.retention", 5) or 0)
     if keep < 1:
         raise BadInput(f"{config.source_label}: publish.retention is {keep}; keep at least 1 run")
+    grace = retention_grace(config)
     root = config.root
     store = store or serving_store(config)
     published = [r for r in list_runs(root) if r.get("status") in PUBLISHED]
     published.sort(key=lambda r: ((r.get("publication") or {}).get("published_at", ""), r["run_id"]))
     named = {p.get("run_id") for p in _pointers(store).values()}
-    deleted = []
-    for record in published[:-keep]:
+    now = datetime.now(UTC)
+    deleted, waiting = [], []
+    for n, record in enumerate(published):
         run_id = record["run_id"]
         if run_id in named:
+            continue
+        retired = _retired_at(config, record, store, now)
+        if n >= len(published) - keep:
+            continue
+        if (now - retired).total_seconds() < grace:
+            waiting.append(run_id)
             continue
         if not _same_place(store, root):
             store.delete_prefix(f"runs/{run_id}/")
@@ -198,8 +214,37 @@ def apply_retention(config: Any, store: Store | None = None) -> list[str]:
         deleted.append(run_id)
     if deleted:
         log.info("retention: deleted run(s) %s (keeping the last %d published)", ", ".join(deleted), keep)
+    if waiting:
+        log.info("retention: run(s) %s kept until publish.retention_grace (%gs) has passed since "
+                 "they stopped being current", ", ".join(waiting), grace)
     return deleted
 
 
-__all__ = ["apply_retention", "current_run_id", "publish_run", "read_pointer", "serving_store",
-           "sync_record"]
+_GRACE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
+_UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def retention_grace(config: Any) -> float:
+    """``publish.retention_grace`` in seconds: a number of seconds or a duration (``30m``, ``1h``, ``2d``)."""
+    value = config.get("publish.retention_grace", "1h")
+    m = _GRACE.match(str(value)) if isinstance(value, str | int | float) and not isinstance(value, bool) else None
+    if m is None:
+        raise BadInput(f"{config.source_label}: publish.retention_grace is {value!r}; write a duration "
+                       "such as 30m, 1h or 2d (s, m, h, d, w), or 0s to delete superseded runs at once")
+    return float(m[1]) * _UNIT_SECONDS[m[2]]
+
+
+def _retired_at(config: Any, record: dict[str, Any], store: Store, now: datetime) -> datetime:
+    """When retention first found no pointer naming the run (recorded in run.json then)."""
+    publication = record.setdefault("publication", {})
+    try:
+        return datetime.fromisoformat(str(publication["retired_at"]))
+    except (KeyError, ValueError):
+        pass
+    publication["retired_at"] = now.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    sync_record(config, record, store)
+    return now
+
+
+__all__ = ["apply_retention", "current_run_id", "publish_run", "read_pointer", "retention_grace",
+           "serving_store", "sync_record"]

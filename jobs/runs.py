@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import secrets
+import shlex
 import signal
 import socket
 import sys
@@ -220,8 +221,19 @@ def _locked_message(lock: Path, holder: dict[str, Any]) -> str:
         fix = (f"wait for it to finish; if that process is gone (another host cannot be checked "
                f"from here), delete {lock}")
     else:
-        fix = "wait for it to finish, or watch it with `feedgen runs show " + str(holder.get("run_id", "")) + "`"
+        fix = f"wait for it to finish, or watch it with `{_watch_command(lock.parent, holder)}`"
     return f"{lock}: run {holder.get('run_id', '?')} is in progress under this root ({where}); {fix}"
+
+
+def _watch_command(root: Path, holder: dict[str, Any]) -> str:
+    """A command that shows the holder's run from any directory (its run.json may not exist yet)."""
+    where = shlex.quote(os.path.abspath(root))
+    run_id = str(holder.get("run_id") or "")
+    # `feedgen publish|emit RUN` lock as publish-RUN / emit-RUN
+    for candidate in (run_id, run_id.partition("-")[2] if run_id.startswith(("publish-", "emit-")) else ""):
+        if candidate and (run_dir(root, candidate) / "run.json").is_file():
+            return f"feedgen runs show {shlex.quote(candidate)} --root {where}"
+    return f"feedgen runs list --root {where}"
 
 
 @contextmanager

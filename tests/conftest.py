@@ -4,6 +4,7 @@ import os
 
 import pytest
 
+from tests.pg_support import PostgresServer
 from tests.support import MotoS3, TansuBroker
 
 
@@ -41,3 +42,58 @@ def s3_endpoint():
         yield server.endpoint
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A real PostgreSQL server (Debian's initdb + pg_ctl) on a free loopback port."""
+    server = PostgresServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def registry_url(request, tmp_path):
+    """A fresh, empty registry database URL: a SQLite file, then a new PostgreSQL schema."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/feedgen.db"
+        return
+    server = request.getfixturevalue("postgres")
+    schema = server.create_schema()
+    try:
+        yield server.schema_url(schema)
+    finally:
+        server.drop_schema(schema)
+
+
+@pytest.fixture(scope="session")
+def chromium_browser():
+    """One headless Debian chromium for the session, driven by Playwright (tests/browser_support.py)."""
+    from playwright.sync_api import sync_playwright
+
+    from tests.browser_support import launch
+
+    with sync_playwright() as playwright:
+        browser = launch(playwright)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture
+def browser_page(chromium_browser, tmp_path):
+    """A fresh browser context and page; the last page is saved as ``tmp_path/last-page.png``."""
+    import contextlib
+
+    from tests.browser_support import new_page, screenshot
+
+    page = new_page(chromium_browser)
+    try:
+        yield page
+    finally:
+        with contextlib.suppress(Exception):  # a screenshot must not hide the test's own failure
+            screenshot(page, tmp_path / "last-page.png")
+        page.context.close()

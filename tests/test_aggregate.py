@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -15,7 +16,7 @@ from feedgen.aggregator.job import latest_aggregate, read_marker, run_aggregate
 from feedgen.aggregator.sample_data import HOSTILE_TITLES, write_sample_data
 from feedgen.aggregator.sources import REASON, type_source
 from feedgen.jobs.cli import main
-from feedgen.jobs.config import load_config
+from feedgen.jobs.config import SOURCE_NAMES, load_config
 from feedgen.jobs.errors import RunFailed
 
 AS_OF = datetime(2026, 11, 10, tzinfo=UTC)
@@ -171,9 +172,13 @@ def test_a_source_over_the_quarantine_tolerance_fails_the_run_with_the_figure(sp
 
 
 def test_cli_missing_required_column_exits_2_naming_source_column_and_type(spark, tmp_path):
-    spark.createDataFrame([("o1", "t")], "offer_id string, title string").write.parquet(str(tmp_path / "offers"))
+    sample = tmp_path / "sample"
+    write_sample_data(sample, offers=200, customers=50)
+    shutil.rmtree(sample / "offers")
+    spark.createDataFrame([("o1", "t")], "offer_id string, title string").write.parquet(str(sample / "offers"))
     cfg = tmp_path / "feedgen.yaml"
-    cfg.write_text(f"root: {tmp_path}\nsources:\n  offers: {{path: {tmp_path / 'offers'}}}\n")
+    paths = "".join(f"  {name}: {{path: {sample / name}}}\n" for name in SOURCE_NAMES)
+    cfg.write_text(f"root: {tmp_path}\nsources:\n{paths}")
     result = CliRunner().invoke(main, ["aggregate", "--config", str(cfg), "--as-of", "2026-11-10T00:00:00Z"])
     assert result.exit_code == 2, result.output
     assert "source 'offers'" in result.output

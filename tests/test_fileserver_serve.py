@@ -9,7 +9,14 @@ import requests
 import yaml
 
 from feedgen.jobs.config import load_config
-from tests.fileserver_support import TOKENS, expected, publish_definition, server_section, xml_items
+from tests.fileserver_support import (
+    ADMIN_TOKEN,
+    TOKENS,
+    expected,
+    publish_definition,
+    server_section,
+    xml_items,
+)
 from tests.support import free_port, wait_for_port
 
 FEEDGEN = [sys.executable, "-m", "feedgen.jobs.cli"]
@@ -36,7 +43,7 @@ def test_feedgen_serve_runs_gunicorn_workers_that_share_metrics(tmp_path):
         assert gz.status_code == 206 and gz.content == expected(folder, compressed=True)[10:]
         # six downloads spread over two workers: every scrape sums them all
         for _ in range(3):
-            text = requests.get(f"{url}/metrics").text
+            text = requests.get(f"{url}/metrics", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}).text
             assert 'feedgen_http_requests_total{method="GET",route="feeds",status="200"} 6.0' in text
             assert 'feedgen_current_age_seconds{definition_id="feed-a",kind="feed"}' in text
     finally:

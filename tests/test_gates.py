@@ -117,5 +117,6 @@ def test_refresh_after_comes_from_the_definition_else_the_config(tmp_path):
     assert refresh_window(config, timedelta(days=3)) == timedelta(days=3)
     assert refresh_window(load_config(root=str(tmp_path), environ={})) == timedelta(days=28)
     cfg_file.write_text("gates:\n  refresh_after: soon\n")
-    with pytest.raises(BadInput, match="config gates.refresh_after: 'soon' is not a positive duration"):
+    # the config schema refuses it at load, before any run starts
+    with pytest.raises(BadInput, match="feedgen.yaml: gates.refresh_after: 'soon' is not a positive duration"):
         refresh_window(load_config(cfg_file, root=str(tmp_path), environ={}))

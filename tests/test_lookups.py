@@ -246,6 +246,7 @@ def test_lookup_token_is_required_when_configured(published):
 
 
 def test_nothing_published_yet_is_503_with_the_fix(tmp_path):
+    (tmp_path / "empty").mkdir()  # (a store folder that does not exist is "unavailable", not "unpublished")
     config = load_config(None, root=str(tmp_path / "empty"), environ={})
     server = LiveServer(_app(config))
     try:

@@ -77,7 +77,7 @@ def test_retention_keeps_the_last_k_published_runs_and_any_run_a_pointer_names(t
     s3 = _bucket(s3_endpoint, "serve-retention")
     config = load_config(root=str(tmp_path), environ={
         "FEEDGEN__PUBLISH__STORE": "s3://serve-retention", "FEEDGEN__PUBLISH__S3_ENDPOINT": s3_endpoint,
-        "FEEDGEN__PUBLISH__RETENTION": "2"})
+        "FEEDGEN__PUBLISH__RETENTION": "2", "FEEDGEN__PUBLISH__RETENTION_GRACE": "0s"})
     # "old" only exists in r1, so its pointer keeps r1 alive
     write_feed_run(tmp_path, "r1", DAY1, {"a": {"o1": {"price": 1}}, "old": {"o9": {"price": 9}}})
     publish_run(config, "r1")

@@ -462,17 +462,65 @@ public final class RenderOffer implements UDF20<String, String, String, String, 
         b.append(s, from, n);
     }
 
+    /** xmlsafe._PLAIN_NUMBER.fullmatch: "-5", "+48601234567", "-3.50", ".5e-3". */
+    static boolean plainNumber(String s, int from, int to) {
+        int i = from;
+        if (i < to && (s.charAt(i) == '+' || s.charAt(i) == '-')) {
+            i++;
+        }
+        int digits = 0;
+        while (i < to && s.charAt(i) >= '0' && s.charAt(i) <= '9') {
+            i++;
+            digits++;
+        }
+        if (i < to && s.charAt(i) == '.') {
+            i++;
+            while (i < to && s.charAt(i) >= '0' && s.charAt(i) <= '9') {
+                i++;
+                digits++;
+            }
+        }
+        if (digits == 0) {
+            return false;
+        }
+        if (i < to && (s.charAt(i) == 'e' || s.charAt(i) == 'E')) {
+            i++;
+            if (i < to && (s.charAt(i) == '+' || s.charAt(i) == '-')) {
+                i++;
+            }
+            int exp = 0;
+            while (i < to && s.charAt(i) >= '0' && s.charAt(i) <= '9') {
+                i++;
+                exp++;
+            }
+            if (exp == 0) {
+                return false;
+            }
+        }
+        return i == to;
+    }
+
+    /** xmlsafe.neutralise_formula: a formula after leading spaces gets a "'", a plain number does not. */
+    static String neutraliseFormula(String t) {
+        int n = t.length();
+        int i = 0;
+        while (i < n && isSpace(t.charAt(i))) {
+            i++;
+        }
+        if (i == n || "=+-@".indexOf(t.charAt(i)) < 0) {
+            return t;
+        }
+        int end = n;
+        while (end > i && isSpace(t.charAt(end - 1))) {
+            end--;
+        }
+        return plainNumber(t, i, end) ? t : "'" + t;
+    }
+
     static void cell(StringBuilder b, String value, String sep, boolean neutralise) {
         String t = textClean(value == null ? "" : value);
         if (neutralise && value != null) {
-            String lead = t;
-            int i = 0;
-            while (i < lead.length() && isSpace(lead.charAt(i))) {
-                i++;
-            }
-            if (i < lead.length() && "=+-@".indexOf(lead.charAt(i)) >= 0) {
-                t = "'" + t;
-            }
+            t = neutraliseFormula(t);   // RenderOffer's fields are all text (render.py's _row_writer)
         }
         if (!sep.equals(",")) {
             b.append(t);

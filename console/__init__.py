@@ -1,0 +1,1 @@
+"""The marketers' console. ``feedgen.console.registry`` (the definitions store) imports no web app."""

@@ -1,0 +1,729 @@
+"""The console's warm preview engine: a draft's effect on the latest aggregate, and explain.
+
+One engine per console process: one local SparkSession, started on the first preview, and
+the latest good aggregate of each entity read once and cached in Spark's memory
+(``DataFrame.cache()``: Spark's in-memory columnar cache, spilling to disk when short; at
+1M offers and 200k customers about 970 MB and 370 MB of the driver's memory, measured by
+benchmarks/preview.py). Each call looks up the newest aggregate
+folder with its marker (one directory listing) and re-reads and re-caches when a newer
+run wrote one; the old cache is released.
+
+Everything is computed with the pipeline's own pieces, so a preview equals what a run
+would produce on the same aggregate and ``as_of`` (the aggregate's, from its marker):
+the predicate is compiled by ``generator.compile``, ``pick_one_per`` applied by
+``generator.generate.apply_pick_one_per``, items rendered by ``generator.render`` exactly as
+the generator hands them rows, the change classified by ``generator.snapshots._diff_frame``
+against the published snapshot, and gates judged by ``generator.gates.evaluate_definition``.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from feedgen.aggregator.job import MARKER, latest_aggregate, read_marker
+from feedgen.aggregator.schemas import ENTITY_KEYS
+from feedgen.generator.definitions import Definition, DefinitionSet, definitions_from_documents
+from feedgen.generator.tree import History, InSegment, Leaf, Node
+from feedgen.jobs.errors import BadInput
+from feedgen.jobs.runs import format_ts, parse_as_of, read_run
+
+__all__ = ["SECTIONS", "Aggregate", "PreviewEngine", "draft_definitions", "failing_leaves"]
+
+SECTIONS = ("count", "breakdown", "samples", "excluded", "change", "dependents", "gates", "backtest")
+DEFAULT_SAMPLES = 20
+TOP_VALUES = 10
+CHANGE_SAMPLES = 5
+RENDERED_SCHEMA = "key string, error string, hash string, payload string, warnings array<string>"
+
+
+@dataclass
+class Aggregate:
+    """One entity's aggregate as the engine holds it."""
+
+    entity: str
+    run_id: str
+    path: Path
+    as_of: datetime
+    rows: int
+    df: Any  # the cached DataFrame
+
+    def describe(self) -> dict[str, Any]:
+        return {"entity": self.entity, "run_id": self.run_id, "as_of": format_ts(self.as_of), "rows": self.rows}
+
+
+def draft_definitions(kind: str, body: Mapping[str, Any]) -> list[Definition]:
+    """The definitions ``body`` stands for (one, or one per ``for_each`` value); the body has
+    been validated already (``Registry.validate``)."""
+    return list(definitions_from_documents([("draft", {f"{kind}s": [dict(body)]})], validate=False).definitions)
+
+
+def jsonable(value: Any) -> Any:
+    """A value from a Spark or Arrow row as JSON gives it (decimals and times as text)."""
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, datetime):
+        return format_ts(value)
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if hasattr(value, "asDict"):
+        return jsonable(value.asDict(recursive=True))
+    return value
+
+
+# -- rows as the generator hands them to the renderer ------------------------------------------
+
+def arrow_rows(df) -> list[dict]:
+    """The rows of a small DataFrame as plain dicts, converted as ``generate`` converts them."""
+    from feedgen.generator.generate import _batch_rows, _converter
+
+    table = df.toArrow()
+    converters = [_converter(f.type) for f in table.schema]
+    out: list[dict] = []
+    for batch in table.to_batches():
+        out.extend(_batch_rows(batch, converters))
+    return out
+
+
+def _render_rows(template: str, options: Mapping, templates_dir: str | None, key: str) -> Callable:
+    """The ``mapInArrow`` function: aggregate rows → (key, error, hash, payload, warnings)."""
+    options = dict(options or {})
+
+    def run(batches: Iterator) -> Iterator:
+        import pyarrow as pa
+
+        from feedgen.generator.generate import _batch_rows, _converter, content_hash
+        from feedgen.generator.render import get_renderer
+
+        renderer = get_renderer(template, options, Path(templates_dir) if templates_dir else None)
+        converters = None
+        for batch in batches:
+            if converters is None:
+                converters = [_converter(f.type) for f in batch.schema]
+            cols: list[list] = [[], [], [], [], []]
+            for item in _batch_rows(batch, converters):
+                result = renderer.render(item)
+                cols[0].append(None if item.get(key) is None else str(item.get(key)))
+                cols[4].append(list(result.warnings))
+                if result.text is None:
+                    cols[1].append(result.errors[0] if result.errors else "error")
+                    cols[2].append(None)
+                    cols[3].append(None)
+                else:
+                    h, payload = content_hash(result.fields)
+                    cols[1].append(None)
+                    cols[2].append(h)
+                    cols[3].append(payload)
+            yield pa.RecordBatch.from_arrays(
+                [pa.array(c, pa.string()) for c in cols[:4]] + [pa.array(cols[4], pa.list_(pa.string()))],
+                names=["key", "error", "hash", "payload", "warnings"])
+
+    return run
+
+
+# -- explain ---------------------------------------------------------------------------------
+
+def _explained_json(node: Any) -> dict[str, Any]:
+    from feedgen.generator.explain import _NO_VALUE, _show
+
+    out: dict[str, Any] = {"clause": node.label, "holds": node.value}
+    if node.actual is not _NO_VALUE:
+        out["actual"] = _show(node.actual)
+    if node.children:
+        out["children"] = [_explained_json(c) for c in node.children]
+    return out
+
+
+def failing_leaves(node: Any, want: bool = True) -> list[dict[str, Any]]:
+    """The clauses that keep an entity out: leaves whose value is not what the tree needs.
+
+    Under ``not`` the need flips; a satisfied branch is not searched. Each is
+    ``{clause, actual, needs}``: ``needs`` is true or false.
+    """
+    from feedgen.generator.explain import _NO_VALUE, _show
+
+    if node.value == want:
+        return []
+    if node.label == "not":
+        return [f for c in node.children for f in failing_leaves(c, not want)]
+    if node.children and node.label in ("all", "any") or node.label.startswith("in_segment"):
+        found = [f for c in node.children for f in failing_leaves(c, want)]
+        if found:
+            return found
+    actual = None if node.actual is _NO_VALUE else _show(node.actual)
+    return [{"clause": node.label, "actual": actual, "needs": want}]
+
+
+# -- the engine ------------------------------------------------------------------------------
+
+class PreviewEngine:
+    """The warm engine one console process keeps (thread-safe; Spark runs jobs side by side)."""
+
+    def __init__(self, config: Any, *, spark: Any = None, published: Callable[[], DefinitionSet] | None = None,
+                 spark_conf: Mapping[str, Any] | None = None) -> None:
+        self.config = config
+        self.root = str(config.root)
+        self._spark = spark
+        self._spark_conf = spark_conf
+        self._published = published or (lambda: DefinitionSet(()))
+        self._lock = threading.Lock()
+        self._cached: dict[str, Aggregate] = {}
+
+    # -- session and aggregates ------------------------------------------------------------
+
+    def spark(self):
+        with self._lock:
+            if self._spark is None:
+                from feedgen.jobs.spark import spark_session
+
+                conf = dict(self._spark_conf or self.config.get("spark") or {})
+                conf.setdefault("master", "local[*]")
+                self._spark = spark_session(conf, app_name="feedgen-console-preview")
+            return self._spark
+
+    def latest(self, entity: str) -> tuple[str, Path] | None:
+        """The newest complete aggregate of ``entity`` on disk (cheap: one listing)."""
+        return latest_aggregate(self.root, entity)
+
+    def aggregate(self, entity: str) -> Aggregate | None:
+        """The latest aggregate, cached; re-read when a newer one appeared. None: none yet."""
+        found = self.latest(entity)
+        if found is None:
+            return None
+        run_id, path = found
+        held = self._cached.get(entity)
+        if held is not None and held.run_id == run_id:
+            return held
+        spark = self.spark()
+        with self._lock:
+            held = self._cached.get(entity)
+            if held is not None and held.run_id == run_id:
+                return held
+            marker = read_marker(path)
+            df = spark.read.parquet(str(path)).cache()
+            rows = df.count()  # fills the cache now, not on the first preview
+            fresh = Aggregate(entity, run_id, path, parse_as_of(marker["as_of"]), rows, df)
+            self._cached[entity] = fresh
+            if held is not None:
+                held.df.unpersist()
+            return fresh
+
+    def _need(self, entity: str) -> Aggregate:
+        agg = self.aggregate(entity)
+        if agg is None:
+            raise NoAggregate(entity, self.root)
+        return agg
+
+    # -- building blocks -------------------------------------------------------------------
+
+    def segments(self, extra: Sequence[Definition] = ()) -> dict[str, Definition]:
+        out = {d.id: d for d in self._published() if d.kind == "segment"}
+        out.update({d.id: d for d in extra if d.kind == "segment"})
+        return out
+
+    def predicate(self, d: Definition, df, as_of: datetime, segments: Mapping[str, Definition]):
+        from feedgen.generator.compile import compile_predicate
+
+        return compile_predicate(d.where, df.schema, as_of, segments)
+
+    def members(self, d: Definition, df, as_of: datetime, segments: Mapping[str, Definition]):
+        """The rows ``d`` takes, as the generator decides (predicate, then ``pick_one_per``)."""
+        from pyspark.sql import functions as F
+
+        from feedgen.generator.compile import MATCHES
+        from feedgen.generator.generate import apply_pick_one_per
+
+        rows = df.where(self.predicate(d, df, as_of, segments))
+        if not d.pick_one_per:
+            return rows
+        key = ENTITY_KEYS[d.entity]
+        columns = rows.columns
+        picked = apply_pick_one_per(rows.withColumn(MATCHES, F.array(F.lit(0))), [d], key)
+        return picked.where(F.size(F.col(MATCHES)) > 0).select(*columns)
+
+    def _template(self, d: Definition) -> str:
+        return d.template if d.kind == "feed" else (list(d.exports) or ["ids_csv"])[0]
+
+    def _renderer(self, d: Definition):
+        from feedgen.generator.render import get_renderer
+
+        folder = self.config.get("generate.templates_dir")
+        return get_renderer(self._template(d), d.options, Path(folder) if folder else None)
+
+    def rendered(self, d: Definition, rows):
+        """(key, error, hash, payload, warnings) of every row, rendered by ``d``'s template."""
+        from feedgen.generator.generate import render_projection
+
+        key = ENTITY_KEYS[d.entity]
+        renderer = self._renderer(d)
+        projected = rows.select(*render_projection(rows.schema, [renderer], key))
+        return projected.mapInArrow(
+            _render_rows(self._template(d), d.options, self.config.get("generate.templates_dir"), key),
+            RENDERED_SCHEMA)
+
+    # -- preview ---------------------------------------------------------------------------
+
+    def preview(self, kind: str, body: Mapping[str, Any], *, base: str | None = None,
+                sections: Sequence[str] = SECTIONS, breakdown_field: str | None = None,
+                change_field: str | None = None, samples: int = DEFAULT_SAMPLES,
+                expansion: str | None = None) -> dict[str, Any]:
+        """The preview of a (validated) draft body: the ``sections`` asked for."""
+        started = time.monotonic()
+        expansions = draft_definitions(kind, body)
+        if not expansions:
+            raise BadInput("the definition expands to no definitions (its for_each has no values)")
+        chosen = next((d for d in expansions if d.id == expansion), None) if expansion else expansions[0]
+        if chosen is None:
+            raise BadInput(f"expansion {expansion!r} is not one of {', '.join(d.id for d in expansions)[:300]}")
+        agg = self._need(chosen.entity)
+        segments = self.segments(expansions)
+        d = chosen
+        out: dict[str, Any] = {"definition_id": d.id, "kind": d.kind, "entity": d.entity,
+                               "template": self._template(d), "aggregate": agg.describe(),
+                               "run_id": agg.run_id, "as_of": format_ts(agg.as_of), "base": base,
+                               "expansions": [e.id for e in expansions], "timings": {}}
+        members = self.members(d, agg.df, agg.as_of, segments)
+        timings = out["timings"]
+
+        def timed(name: str, fn: Callable[[], Any]) -> Any:
+            t0 = time.monotonic()
+            value = fn()
+            timings[name] = round(time.monotonic() - t0, 3)
+            return value
+
+        if "count" in sections:
+            out["count"] = timed("count", members.count)
+        if "samples" in sections:
+            out["samples"] = timed("samples", lambda: self._samples(d, members, samples))
+        if "breakdown" in sections:
+            out["breakdown"] = timed("breakdown", lambda: self._breakdown(d, members, breakdown_field))
+        rendered = None
+        if "excluded" in sections or ("gates" in sections and base is None):
+            rendered = self.rendered(d, members).cache()
+            out["excluded"] = timed("excluded", lambda: self._excluded(rendered))
+            out["items"] = rendered.where("error is null").count()  # what generate would write
+        change = None
+        if ("change" in sections or "gates" in sections) and base:
+            change = timed("change", lambda: self._change(d, base, agg, members, change_field))
+            if "change" in sections:
+                out["change"] = change
+        if "gates" in sections:
+            out["gates"] = timed("gates", lambda: self._gates(d, base, agg, members, change, out.get("items")))
+        if "dependents" in sections:
+            out["dependents"] = timed("dependents", lambda: self._dependents(d, agg))
+        if "backtest" in sections:
+            out["backtest"] = timed("backtest", lambda: self._backtest(d, base, agg, segments))
+        if rendered is not None:
+            rendered.unpersist()
+        timings["total"] = round(time.monotonic() - started, 3)
+        return out
+
+    def _samples(self, d: Definition, members, n: int) -> list[dict[str, Any]]:
+        key = ENTITY_KEYS[d.entity]
+        renderer = self._renderer(d)
+        out = []
+        # the first matches Spark finds: a limit stops the scan early, a sort would read every match
+        for item in arrow_rows(members.limit(n)):
+            result = renderer.render(item)
+            out.append({"key": item.get(key), "text": result.text, "fields": jsonable(result.fields),
+                        "errors": list(result.errors), "warnings": list(result.warnings),
+                        "included": result.text is not None})
+        return out
+
+    def _breakdown(self, d: Definition, rows, field: str | None) -> dict[str, Any]:
+        from pyspark.sql import functions as F
+        from pyspark.sql import types as T
+
+        from feedgen.generator.fields import resolve
+        from feedgen.generator.generate import field_column
+
+        field = field or default_breakdown_field(d.entity)
+        try:
+            ref = resolve(rows.schema, field)
+        except Exception as err:  # noqa: BLE001 - the resolver's message names the field and the fix
+            raise BadInput(f"breakdown_field: {err}") from None
+        column = field_column(field)
+        if isinstance(ref.dtype, T.ArrayType):
+            column = F.explode_outer(column)
+        elif isinstance(ref.dtype, (T.StructType, T.MapType)):
+            raise BadInput(f"breakdown_field: {field!r} is a group of fields; pick one of its fields "
+                           f"({field}.<name>)")
+        top = (rows.select(column.cast("string").alias("value")).groupBy("value").count()
+               .orderBy(F.desc("count"), F.asc_nulls_first("value")).limit(TOP_VALUES + 1).collect())
+        return {"field": field, "values": [{"value": r["value"], "count": r["count"]} for r in top[:TOP_VALUES]],
+                "more": len(top) > TOP_VALUES}
+
+    @staticmethod
+    def _excluded(rendered) -> dict[str, Any]:
+        from pyspark.sql import functions as F
+
+        rows = (rendered.where(F.col("error").isNotNull()).groupBy("error")
+                .agg(F.count("*").alias("n"), F.slice(F.sort_array(F.collect_list("key")), 1, CHANGE_SAMPLES)
+                     .alias("keys")).orderBy(F.desc("n")).collect())
+        return {"reasons": [{"reason": r["error"], "count": r["n"], "sample_keys": list(r["keys"])} for r in rows]}
+
+    # -- change against what is published -------------------------------------------------
+
+    def _published_run(self, base: str) -> tuple[str | None, dict[str, Any] | None]:
+        from feedgen.jobs.publish import current_run_id
+
+        run_id = current_run_id(self.config, base)
+        if not run_id:
+            return None, None
+        try:
+            return run_id, read_run(self.root, run_id)
+        except Exception:  # noqa: BLE001 - a pointer to a run whose run.json is gone: no base
+            return run_id, None
+
+    def _base_renderer_key(self, base: str, record: dict[str, Any]) -> tuple | None:
+        from feedgen.generator.render import renderer_key
+
+        stats = (record.get("definitions") or {}).get(base) or {}
+        template = stats.get("template")
+        if not template:
+            return None
+        pinned = Path(self.root) / "runs" / record["run_id"] / "definitions.yaml"
+        if not pinned.is_file():
+            return None
+        import yaml
+
+        try:
+            document = yaml.safe_load(pinned.read_text(encoding="utf-8"))
+            pinned_set = definitions_from_documents([(str(pinned), document)], validate=False)
+            found = {d.id: d for d in pinned_set}.get(base)
+        except Exception:  # noqa: BLE001 - an unreadable pin: render everything instead
+            return None
+        return renderer_key(template, found.options) if found else None
+
+    def _change(self, d: Definition, base: str, agg: Aggregate, members, field: str | None) -> dict[str, Any]:
+        from pyspark.sql import functions as F
+
+        from feedgen.generator.render import renderer_key
+        from feedgen.generator.snapshots import (
+            _diff_frame,
+            _has_parquet,
+            refresh_window,
+            snapshot_dir,
+        )
+
+        run_id, record = self._published_run(base)
+        out: dict[str, Any] = {"base": base, "base_run_id": run_id}
+        if run_id is None or record is None:
+            out["available"] = False
+            out["reason"] = (f"{base!r} has not been published by a run yet: every item would be new"
+                             if run_id is None else f"run {run_id} (current for {base!r}) has no run.json")
+            return out
+        stats = (record.get("definitions") or {}).get(base) or {}
+        out["base_items"] = stats.get("items")
+        folder = snapshot_dir(self.root, run_id, base)
+        if not _has_parquet(folder):
+            out["available"] = False
+            out["reason"] = (f"run {run_id} kept no item snapshot of {base!r} (snapshots are kept for "
+                             "definitions with event delivery): only the counts compare")
+            return out
+        spark = self.spark()
+        key = ENTITY_KEYS[d.entity]
+        y = spark.read.parquet(str(folder))
+        keys = members.select(F.col(key).cast("string").alias("key"))
+        same_aggregate = ((record.get("aggregates") or {}).get(d.entity) or {}).get("run_id") == agg.run_id
+        same_render = self._base_renderer_key(base, record) == renderer_key(self._template(d), d.options)
+        if same_aggregate and same_render:
+            # same rows rendered the same way: a kept item renders as it did, so only the new
+            # ones need rendering (to leave out those item validation excludes)
+            kept = keys.join(y.select("key", "hash", "payload"), "key", "inner")
+            new_keys = keys.join(y.select("key"), "key", "left_anti")
+            fresh = self.rendered(d, members.join(new_keys.withColumnRenamed("key", "_nk"),
+                                                  F.col(key).cast("string") == F.col("_nk"), "inner").drop("_nk"))
+            x = kept.unionByName(fresh.where(F.col("error").isNull()).select("key", "hash", "payload"))
+            out["rendered"] = "new items only (same aggregate and template as the published run)"
+        else:
+            x = self.rendered(d, members).where(F.col("error").isNull()).select("key", "hash", "payload")
+            out["rendered"] = "every item"
+        window = refresh_window(self.config, d.refresh_after)
+        diff = _diff_frame(x, y, run_id="preview", definition_id=d.id, kind=d.kind, as_of=agg.as_of,
+                           refresh_before=agg.as_of - window).cache()
+        try:
+            counts = {r["op"]: r["n"] for r in diff.groupBy("op").agg(F.count("*").alias("n")).collect()}
+            add_op, remove_op = ("join", "leave") if d.kind == "segment" else ("add", "remove")
+            ops = {"add": counts.get(add_op, 0), "remove": counts.get(remove_op, 0),
+                   "update": counts.get("update", 0)}
+            out.update(available=True, ops=ops, unchanged=counts.get("same", 0) + counts.get("refresh", 0),
+                       items=sum(counts.get(o, 0) for o in (add_op, "update", "same", "refresh")),
+                       base_items=sum(counts.get(o, 0) for o in (remove_op, "update", "same", "refresh")))
+            out["samples"] = self._change_samples(diff, add_op, remove_op)
+            out["breakdown"] = self._change_breakdown(d, diff, agg, field, add_op, remove_op)
+        finally:
+            diff.unpersist()
+        return out
+
+    @staticmethod
+    def _change_samples(diff, add_op: str, remove_op: str) -> dict[str, list[dict[str, Any]]]:
+        from pyspark.sql import functions as F
+
+        out: dict[str, list[dict[str, Any]]] = {}
+        for op, name in ((add_op, "add"), (remove_op, "remove"), ("update", "update")):
+            rows = diff.where(F.col("op") == op).orderBy("key").limit(CHANGE_SAMPLES) \
+                .select("key", "changed", "x_payload", "y_payload").collect()
+            out[name] = [{"key": r["key"], "changed": list(r["changed"] or []),
+                          "now": json.loads(r["x_payload"]) if r["x_payload"] else None,
+                          "published": json.loads(r["y_payload"]) if r["y_payload"] else None} for r in rows]
+        return out
+
+    def _change_breakdown(self, d: Definition, diff, agg: Aggregate, field: str | None, add_op: str,
+                          remove_op: str) -> dict[str, Any]:
+        from pyspark.sql import functions as F
+        from pyspark.sql import types as T
+
+        from feedgen.generator.fields import resolve
+        from feedgen.generator.generate import field_column
+
+        field = field or default_breakdown_field(d.entity)
+        try:
+            ref = resolve(agg.df.schema, field)
+        except Exception as err:  # noqa: BLE001
+            raise BadInput(f"change_field: {err}") from None
+        if isinstance(ref.dtype, (T.StructType, T.MapType, T.ArrayType)):
+            raise BadInput(f"change_field: {field!r} is not a single value; pick a text or number field")
+        key = ENTITY_KEYS[d.entity]
+        values = agg.df.select(F.col(key).cast("string").alias("_k"), field_column(field).cast("string").alias("value"))
+        changed = diff.where(F.col("op").isin(add_op, remove_op, "update")).select("key", "op")
+        rows = (changed.join(values, changed["key"] == values["_k"], "left").groupBy("op", "value").count()
+                .collect())
+        names = {add_op: "add", remove_op: "remove", "update": "update"}
+        out: dict[str, list] = {"add": [], "remove": [], "update": []}
+        for r in sorted(rows, key=lambda r: (-r["count"], str(r["value"]))):
+            bucket = out[names[r["op"]]]
+            if len(bucket) < TOP_VALUES:
+                bucket.append({"value": r["value"], "count": r["count"]})
+        return {"field": field, **out}
+
+    # -- gates -----------------------------------------------------------------------------
+
+    def _null_rates(self, d: Definition, members) -> dict[str, float]:
+        from pyspark.sql import functions as F
+        from pyspark.sql import types as T
+
+        from feedgen.generator.fields import resolve
+        from feedgen.generator.generate import field_column
+
+        required = self._renderer(d).required_fields
+        if not required:
+            return {}
+        exprs = []
+        for n, path in enumerate(required):
+            column = field_column(path)
+            try:
+                dtype = resolve(members.schema, path).dtype
+            except Exception:  # noqa: BLE001 - a path the aggregate lacks is missing everywhere
+                exprs.append(F.count("*").alias(f"m{n}"))
+                continue
+            blank = column.isNull()
+            if isinstance(dtype, T.StringType):
+                blank = blank | (F.trim(column) == "")  # as the generator: blank text is missing
+            exprs.append(F.sum(F.when(blank, 1).otherwise(0)).alias(f"m{n}"))
+        row = members.agg(F.count("*").alias("n"), *exprs).collect()[0]
+        total = row["n"]
+        return {path: round((row[f"m{n}"] or 0) / total, 6) if total else 0.0 for n, path in enumerate(required)}
+
+    def _gates(self, d: Definition, base: str | None, agg: Aggregate, members,
+               change: dict[str, Any] | None, written: int | None = None) -> dict[str, Any]:
+        from feedgen.generator.gates import evaluate_definition, thresholds_for
+
+        gate_id = base or d.id
+        try:
+            thresholds = thresholds_for(self.config, gate_id, dict(d.gates or {}))
+        except BadInput as err:
+            return {"status": "invalid", "error": str(err), "breaches": []}
+        base_stats, delta = None, None
+        if change is not None and change.get("base_run_id"):
+            _run, record = self._published_run(gate_id)
+            base_stats = ((record or {}).get("definitions") or {}).get(gate_id)
+            if change.get("available"):
+                ops = change["ops"]
+                delta = {"base_items": change["base_items"],
+                         "ops": {"add": ops["add"], "remove": ops["remove"], "update": ops["update"]},
+                         "samples": {op: [s["key"] for s in change["samples"][op]] for op in ("add", "remove", "update")}}
+        items = change["items"] if change and change.get("available") else written
+        if items is None:
+            items = self.rendered(d, members).where("error is null").count()
+        stats = {"items": items, "null_rates": self._null_rates(d, members)}
+        empty_input = agg.rows == 0
+        metrics, breaches = evaluate_definition(gate_id, stats, delta, base_stats, thresholds, empty_input)
+        return {"status": "held" if breaches else "passed", "first_run": base_stats is None,
+                "base_run_id": (change or {}).get("base_run_id"), "metrics": metrics, "breaches": breaches,
+                "thresholds": {k: thresholds.get(k) for k in ("max_count_change", "max_share_removed",
+                                                               "max_share_changed", "allow_empty",
+                                                               "max_null_rate", "min_base_items")}}
+
+    # -- blast radius ----------------------------------------------------------------------
+
+    def _dependents(self, d: Definition, agg: Aggregate) -> list[dict[str, Any]]:
+        from pyspark.sql import functions as F
+
+        if d.kind != "segment":
+            return []
+        published = [p for p in self._published() if p.entity == d.entity and p.id != d.id]
+        now = self.segments()
+        draft = {**now, d.id: d}
+        mine = [p for p in published if d.id in referenced_segments(p.where, now)]
+        if not mine:
+            return []
+        df = agg.df
+        exprs = []
+        for n, p in enumerate(mine):
+            exprs.append(F.sum(F.when(self.predicate(p, df, agg.as_of, now), 1).otherwise(0)).alias(f"a{n}"))
+            exprs.append(F.sum(F.when(self.predicate(p, df, agg.as_of, draft), 1).otherwise(0)).alias(f"b{n}"))
+        row = df.agg(*exprs).collect()[0]
+        out = []
+        for n, p in enumerate(mine):
+            before, after = int(row[f"a{n}"] or 0), int(row[f"b{n}"] or 0)
+            out.append({"definition_id": p.id, "kind": p.kind, "count": before, "count_after": after,
+                        "change": after - before,
+                        "share": round((after - before) / before, 6) if before else None,
+                        "direct": d.id in referenced_segments(p.where, {})})
+        return out
+
+    # -- backtest --------------------------------------------------------------------------
+
+    def _backtest(self, d: Definition, base: str | None, agg: Aggregate,
+                  segments: Mapping[str, Definition]) -> list[dict[str, Any]]:
+        folder = Path(self.root) / "aggregates" / d.entity
+        out = []
+        spark = self.spark()
+        for child in sorted(folder.iterdir()) if folder.is_dir() else []:
+            if not (child / MARKER).is_file():
+                continue
+            marker = read_marker(child)
+            as_of = parse_as_of(marker["as_of"])
+            df = agg.df if child.name == agg.run_id else spark.read.parquet(str(child))
+            count = self.members(d, df, as_of, segments).count()
+            published = None
+            try:
+                stats = (read_run(self.root, child.name).get("definitions") or {}).get(base or d.id)
+                if stats:
+                    published = {"items": stats.get("items"), "candidates": stats.get("candidates")}
+            except Exception:  # noqa: BLE001 - an aggregate whose run is gone: no published size
+                published = None
+            out.append({"run_id": child.name, "as_of": marker["as_of"], "rows": marker.get("rows"),
+                        "count": count, "published": published})
+        return out
+
+    # -- explain ---------------------------------------------------------------------------
+
+    def explain(self, entity: str, key: str, definitions: Sequence[Definition] | None = None,
+                extra_segments: Sequence[Definition] = ()) -> dict[str, Any]:
+        """For each definition (default: every published one of ``entity``): whether the entity
+        ``key`` is in, the failing clauses with their values, and (feeds) the rendered item."""
+        from pyspark import StorageLevel
+        from pyspark.sql import functions as F
+
+        from feedgen.generator.compile import quote
+        from feedgen.generator.explain import explain_entities
+
+        started = time.monotonic()
+        agg = self._need(entity)
+        key_column = ENTITY_KEYS[entity]
+        segments = self.segments(extra_segments)
+        chosen = list(definitions) if definitions is not None else [
+            p for p in self._published() if p.entity == entity]
+        one = agg.df.where(F.col(quote(key_column)) == F.lit(key)).limit(1).persist(StorageLevel.MEMORY_ONLY)
+        try:
+            rows = arrow_rows(one)
+            out: dict[str, Any] = {"entity": entity, "key": key, "found": bool(rows), "aggregate": agg.describe(),
+                                   "run_id": agg.run_id, "as_of": format_ts(agg.as_of), "definitions": []}
+            if not rows:
+                out["note"] = (f"{entity} {key!r} is not in the aggregate of run {agg.run_id}: it was not in the "
+                               "sources, or its row was quarantined")
+                return out
+            item = rows[0]
+            # one Spark job for every definition: their clauses side by side on the one row
+            for d, explained in zip(chosen, explain_entities(one, chosen, key, agg.as_of, segments), strict=True):
+                entry: dict[str, Any] = {"definition_id": d.id, "kind": d.kind, "in": bool(explained.value),
+                                         "failing": failing_leaves(explained),
+                                         "tree": _explained_json(explained)}
+                if d.pick_one_per and explained.value:
+                    entry["note"] = (f"pick_one_per {d.pick_one_per} keeps one {entity} per {d.pick_one_per} "
+                                     f"(order_by {', '.join(d.order_by) or 'none'}), which may be another one")
+                if d.kind == "feed":
+                    result = self._renderer(d).render(dict(item))
+                    entry["rendered"] = {"template": d.template, "text": result.text,
+                                         "errors": list(result.errors), "warnings": list(result.warnings)}
+                out["definitions"].append(entry)
+        finally:
+            one.unpersist()
+        out["seconds"] = round(time.monotonic() - started, 3)
+        return out
+
+    # -- field list for the builder --------------------------------------------------------
+
+    def frequent_values(self, entity: str, field: str, limit: int = TOP_VALUES) -> dict[str, Any]:
+        """The most frequent values of ``field`` in the latest aggregate (for the builder's inputs)."""
+        from pyspark.sql import functions as F
+        from pyspark.sql import types as T
+
+        from feedgen.generator.fields import resolve
+        from feedgen.generator.generate import field_column
+
+        agg = self._need(entity)
+        try:
+            ref = resolve(agg.df.schema, field)
+        except Exception as err:  # noqa: BLE001
+            raise BadInput(f"field: {err}") from None
+        column = field_column(field)
+        if isinstance(ref.dtype, T.ArrayType):
+            column = F.explode(column)
+        elif isinstance(ref.dtype, (T.StructType, T.MapType)):
+            raise BadInput(f"field: {field!r} is a group of fields; ask for one of its fields")
+        rows = (agg.df.select(column.alias("v")).where(F.col("v").isNotNull()).groupBy("v").count()
+                .orderBy(F.desc("count"), F.asc("v")).limit(limit).collect())
+        return {"entity": entity, "field": field, "run_id": agg.run_id,
+                "values": [{"value": jsonable(r["v"]), "count": r["count"]} for r in rows]}
+
+    def close(self) -> None:
+        with self._lock:
+            for held in self._cached.values():
+                held.df.unpersist()
+            self._cached.clear()
+
+
+class NoAggregate(BadInput):
+    """No aggregate of the entity yet: nothing to preview on."""
+
+    def __init__(self, entity: str, root: str) -> None:
+        super().__init__(f"no {entity} aggregate under {Path(root) / 'aggregates' / entity} yet: run "
+                         f"`feedgen run` (or `feedgen aggregate`) first, then preview again")
+        self.entity = entity
+
+
+def default_breakdown_field(entity: str) -> str:
+    return "category.top" if entity == "offer" else "city"
+
+
+def referenced_segments(node: Node, segments: Mapping[str, Definition]) -> set[str]:
+    """The segment ids ``node`` refers to through ``in_segment``, directly and (given
+    ``segments``) through them."""
+    out: set[str] = set()
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        if isinstance(n, InSegment):
+            if n.segment_id not in out:
+                out.add(n.segment_id)
+                if n.segment_id in segments:
+                    stack.append(segments[n.segment_id].where)
+        elif isinstance(n, (History, Leaf)):
+            continue
+        else:
+            stack.extend(n.children())
+    return out
