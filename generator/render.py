@@ -38,6 +38,7 @@ import jinja2
 from feedgen.generator import audience as A
 from feedgen.generator.registry import AUDIENCE_EXPORTS, FEED_TEMPLATES, TEMPLATE_ENTITY
 from feedgen.generator.sandbox import (
+    TEMPLATE_OPTIONS,
     TemplateLimit,
     failure_site,
     render_bounds,
@@ -460,15 +461,8 @@ def _environment(folder: str, fmt: str, sandboxed: bool) -> jinja2.Environment:
     if sandboxed:
         # built-in prepare steps clean every value already; user templates get any value
         return user_environment(folder, fmt, _finalize_xml if fmt == "xml" else _finalize_text)
-    return jinja2.Environment(
-        loader=jinja2.FileSystemLoader(folder),
-        autoescape=fmt == "xml",
-        trim_blocks=True,
-        lstrip_blocks=True,
-        keep_trailing_newline=True,
-        undefined=jinja2.StrictUndefined,
-        auto_reload=False,
-    )
+    return jinja2.Environment(loader=jinja2.FileSystemLoader(folder), autoescape=fmt == "xml",
+                              undefined=jinja2.StrictUndefined, **TEMPLATE_OPTIONS)
 
 
 @dataclass(frozen=True)

@@ -507,15 +507,12 @@ class _FolderLoader(jinja2.FileSystemLoader):
         return source, filename, uptodate
 
 
+# How every feedgen template is read, built-in or user: whitespace, escaping, no reloads.
+TEMPLATE_OPTIONS = {"trim_blocks": True, "lstrip_blocks": True, "keep_trailing_newline": True,
+                    "auto_reload": False}
+
+
 def user_environment(folder: str, fmt: str, finalize=None) -> BoundedSandbox:
     """The environment of the user templates in ``folder`` (autoescaped for XML)."""
-    return BoundedSandbox(
-        loader=_FolderLoader(folder),
-        autoescape=fmt == "xml",
-        trim_blocks=True,
-        lstrip_blocks=True,
-        keep_trailing_newline=True,
-        undefined=jinja2.ChainableUndefined,
-        finalize=finalize,
-        auto_reload=False,
-    )
+    return BoundedSandbox(loader=_FolderLoader(folder), autoescape=fmt == "xml",
+                          undefined=jinja2.ChainableUndefined, finalize=finalize, **TEMPLATE_OPTIONS)
