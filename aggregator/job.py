@@ -26,9 +26,9 @@ from feedgen.aggregator.sources import (
     type_source,
     unreadable_source,
 )
-from feedgen.jobs.config import Config
-from feedgen.jobs.errors import RunFailed
-from feedgen.jobs.runs import format_ts
+from feedgen.core.config import Config
+from feedgen.core.errors import RunFailed
+from feedgen.core.runs import format_ts
 
 log = logging.getLogger(__name__)
 

@@ -29,7 +29,7 @@ from feedgen.aggregator.schemas import (
     SOURCE_SCHEMAS,
     Column,
 )
-from feedgen.jobs.errors import SourceSchemaError
+from feedgen.core.errors import SourceSchemaError
 
 log = logging.getLogger(__name__)
 

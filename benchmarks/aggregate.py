@@ -28,7 +28,7 @@ def main() -> None:
 
     from feedgen.aggregator.job import run_aggregate
     from feedgen.aggregator.sample_data import write_sample_data
-    from feedgen.jobs.config import SOURCE_NAMES, load_config
+    from feedgen.core.config import SOURCE_NAMES, load_config
     from feedgen.jobs.spark import spark_session
 
     root = Path(tempfile.mkdtemp(prefix="feedgen-bench-agg-"))

@@ -53,10 +53,10 @@ def main() -> None:
 
     from pyspark.sql import functions as F
 
+    from feedgen.core.config import load_config
+    from feedgen.core.runs import new_run_record, parse_as_of, write_run
     from feedgen.generator.snapshots import snapshot_and_diff
-    from feedgen.jobs.config import load_config
     from feedgen.jobs.emit import emit_run, encode_event, run_events
-    from feedgen.jobs.runs import new_run_record, parse_as_of, write_run
     from feedgen.jobs.spark import spark_session
     from tests.support import TansuBroker
 

@@ -15,7 +15,15 @@ For each F, in one run:
   (c) the floor: a plain Spark write (``df.write.text``, gzip) of the same output bytes,
       already rendered (prepared untimed);
   (c') render + write: one Spark job that renders every offer once and writes the text,
-      with no membership, routing or manifests.
+      with no membership, routing or manifests;
+  (m) a mixed pass at the largest F: the same feeds, but every --mixed-every-th one is a
+      generic_csv feed (fields chosen in options), which only Python renders. The built-in
+      feeds render in the JVM and only the generic_csv ones in Python; the line says how
+      many outputs each path rendered, and why Python (from the stats, as run.json has them).
+      With --mixed-python, the same pass all in Python too: what a mixed pass cost when one
+      generic_csv feed sent every output to Python. (m) prints wall time only: CPU is
+      not comparable there, as Python workers started earlier may exit during it and take
+      their CPU seconds out of the process tree.
 (a), (b) and (c') render with the renderer feedgen picks: the JVM renderer for these three
 built-in templates when a JDK was there to compile it (generator/jvm.py), Python with
 --python. Times are wall seconds; CPU is the seconds used by this process and its children (the
@@ -136,12 +144,17 @@ def synth_offers(spark, n: int):
         *[cols[f.name].cast(f.dataType).alias(f.name) for f in OFFER_AGGREGATE_SCHEMA.fields])
 
 
-def feed_definitions(feeds: int):
+GENERIC = {"template": "generic_csv", "options": {"fields": ["offer_id", "title", "price.amount", "link"]}}
+
+
+def feed_definitions(feeds: int, generic_every: int = 0):
+    """F feeds over the 3 built-in templates; with ``generic_every`` n, every n-th is a generic_csv feed."""
     from feedgen.generator.definitions import definitions_from_mapping
 
     mapping = {"feeds": [{
         "id": f"feed-{i:04d}", "template": TEMPLATES[i % len(TEMPLATES)],
         "where": {"field": "seller_id", "in": [f"s-{s}" for s in range(i, SELLERS, feeds)]},
+        **(GENERIC if generic_every and i % generic_every == generic_every - 1 else {}),
     } for i in range(feeds)]}
     return list(definitions_from_mapping(mapping))
 
@@ -200,6 +213,34 @@ def one_template_per_offer(spark, df, jvm: bool = False):
     return parts[0].unionByName(parts[1]).unionByName(parts[2])
 
 
+def mixed_pass(spark, df, feeds: int, args, out: Path, runs, jvm: bool) -> tuple[float, float | None]:
+    """(m): built-in and generic_csv feeds in one pass; prints each path's outputs and Python's
+    reasons. Returns its wall seconds, and those of the same pass all in Python (--mixed-python)."""
+    from collections import Counter
+
+    from feedgen.generator.generate import generate_entity
+
+    definitions = feed_definitions(feeds, args.mixed_every)
+    stats: dict = {}
+
+    def run(jvm: bool = jvm) -> None:
+        stats.update(generate_entity(spark, df, definitions, entity="offer", root=out / "root",
+                                     run_id=f"bench-mixed-{feeds}-{next(runs)}", as_of=AS_OF, jvm=jvm))
+
+    wall, _ = timed(run, args.repeat)
+    paths = Counter((s["render_path"], s["template"], s["input"]) for s in stats.values())
+    reasons = Counter(s["reason"] for s in stats.values() if s["reason"])
+    items = sum(s["items"] for s in stats.values())
+    print(f"F={feeds:5}: (m) {wall:7.1f} s wall, {items:,} items; outputs by render path: "
+          + ", ".join(f"{n} {path} ({template}, input {read})" for (path, template, read), n in sorted(paths.items()))
+          + "".join(f"\n         python because: {reason} ({n})" for reason, n in reasons.items()), flush=True)
+    if not args.mixed_python:
+        return wall, None
+    python, _ = timed(lambda: run(jvm=False))
+    print(f"F={feeds:5}: (m) all in Python: {python:7.1f} s wall", flush=True)
+    return wall, python
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--offers", type=int, default=1_000_000)
@@ -210,6 +251,10 @@ def main() -> None:
     parser.add_argument("--master", default="local[*]")
     parser.add_argument("--python", action="store_true", help="render in Python even where the JVM renderer applies")
     parser.add_argument("--repeat", type=int, default=2, help="runs of (a), (c) and (c') each; the fastest is reported")
+    parser.add_argument("--mixed-every", type=int, default=10,
+                        help="(m): every n-th feed is generic_csv (0: no mixed pass)")
+    parser.add_argument("--mixed-python", action="store_true",
+                        help="(m) also all in Python (slow: every offer rendered in Python)")
     args = parser.parse_args()
     n = 100_000 if args.small else args.offers
     counts = [int(f) for f in args.feeds.split(",")]
@@ -279,7 +324,9 @@ def main() -> None:
         single[feeds] = (a_wall, a_cpu, items)
         first = next(iter(stats.values()))
         print(f"F={feeds:5}: (a) {a_wall:7.1f} s wall {a_cpu:7.1f} s cpu, {items:,} items, {renders:,} renders, "
-              f"rendered in {first['renderer']} (input read as {first['input']})", flush=True)
+              f"rendered in {first['render_path']} (input read as {first['input']})", flush=True)
+
+    mixed = mixed_pass(spark, df, max(counts), args, out, runs, jvm) if args.mixed_every else None
 
     rng = random.Random(4)
     rows = []
@@ -307,6 +354,12 @@ def main() -> None:
         print(f"{feeds:5} {a_wall:12.1f} {b_wall:15.1f} {b_wall / a_wall:8.1f} {a_wall / a10[1]:13.2f} "
               f"{a_wall / floor_wall:8.2f} {a_wall / render_wall:9.2f} {a_cpu:8.1f} {b_cpu:8.1f} "
               f"{b_cpu / a_cpu:12.1f}{note}")
+    if mixed:
+        m_wall, m_python = mixed
+        a_wall = single[max(counts)][0]
+        print(f"\n(m) mixed pass at F={max(counts)}, every {args.mixed_every}th feed generic_csv: {m_wall:.1f} s, "
+              f"(m)/(a) {m_wall / a_wall:.2f}, (m)/(c) {m_wall / floor_wall:.2f}"
+              + (f", all in Python {m_python:.1f} s = {m_python / m_wall:.1f} × (m)" if m_python else ""))
     print(f"\n(a), (c), (c'): fastest of {args.repeat} runs. (c) = {floor_wall:.1f} s, (c') = {render_wall:.1f} s. Targets: (b)/(a) ≥ 20 at F=1000; "
           f"(a@1000)/(a@10) ≤ 3; (a)/(c) ≤ 2.5.")
     spark.stop()

@@ -254,8 +254,8 @@ def main() -> None:
     seg_count = args.segments or (200 if args.small else 2_000)
     duration = args.duration or (5.0 if args.small else 20.0)
     sys.path.insert(0, str(REPO))
+    from feedgen.core.config import load_config
     from feedgen.generator.membership import publish_membership, write_index
-    from feedgen.jobs.config import load_config
 
     tmp = Path(tempfile.mkdtemp(prefix="feedgen-bench-lookups-"))
     root = tmp / "root"

@@ -58,9 +58,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from feedgen.console.preview import PreviewEngine
+    from feedgen.core.config import load_config
+    from feedgen.core.serving import current_run_id
     from feedgen.generator.definitions import load_definitions
-    from feedgen.jobs.config import load_config
-    from feedgen.jobs.publish import current_run_id
 
     config = load_config(root=args.root)
     published = load_definitions(args.definitions, validate=False)

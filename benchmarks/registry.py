@@ -140,8 +140,8 @@ def measure_pin(url: str, root: Path, repeat: int, versions: int) -> dict[str, d
     for a run after a publish (the stored export texts joined; the set is known valid)."""
     from feedgen.console.registry import Actor, Registry, registry_for
     from feedgen.console.registry.yamlio import PLURAL, dump_document
+    from feedgen.core.config import load_config
     from feedgen.generator.validate_body import validator_fingerprint
-    from feedgen.jobs.config import load_config
     from feedgen.jobs.pinning import _load_labelled, pin, read_source
 
     config = load_config(root=str(root), environ={})

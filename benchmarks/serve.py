@@ -228,10 +228,10 @@ def build_feed(root: Path, target_gz_bytes: int) -> tuple[Path, int]:
     """Publish a synthetic RSS feed of about ``target_gz_bytes`` gzip bytes; its folder and items."""
     import base64
 
+    from feedgen.core.config import load_config
+    from feedgen.core.runs import new_run_record, parse_as_of, write_run
     from feedgen.generator.parts import write_manifest, write_part
-    from feedgen.jobs.config import load_config
     from feedgen.jobs.publish import publish_run
-    from feedgen.jobs.runs import new_run_record, parse_as_of, write_run
 
     config = load_config(None, root=str(root), environ={})
     folder = root / "runs" / RUN_ID / "feeds" / FEED_ID
@@ -344,7 +344,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=10.0,
                         help="revalidations per second per client in the paced run")
     args = parser.parse_args()
-    from feedgen.jobs.config import DEFAULTS
+    from feedgen.core.config import DEFAULTS
 
     args.workers = args.workers or DEFAULTS["server"]["workers"]
     args.threads = args.threads or DEFAULTS["server"]["threads"]

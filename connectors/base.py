@@ -25,8 +25,8 @@ from typing import Any, ClassVar
 import orjson
 import urllib3
 
-from feedgen.jobs.config import DEFAULTS
-from feedgen.jobs.errors import ConfigError, FeedgenError
+from feedgen.core.config import DEFAULTS
+from feedgen.core.errors import ConfigError, FeedgenError
 
 log = logging.getLogger(__name__)
 

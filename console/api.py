@@ -31,10 +31,10 @@ from feedgen.console.registry import (
 from feedgen.console.registry.auth import require
 from feedgen.console.registry.models import STATES
 from feedgen.console.registry.service import KINDS
+from feedgen.core.errors import BadInput, RunFailed, RunLocked
+from feedgen.core.runs import read_run
 from feedgen.fileserver import params
 from feedgen.jobs import lifecycle
-from feedgen.jobs.errors import BadInput, RunFailed, RunLocked
-from feedgen.jobs.runs import read_run
 
 PUBLIC, SIGNED_IN = "public", "signed-in"
 DEFINITION_ID = re.compile(r"[A-Za-z0-9_{}-]{1,200}")

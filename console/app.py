@@ -35,8 +35,8 @@ from feedgen.console.registry import (
     StaleVersion,
     registry_for,
 )
-from feedgen.jobs.config import Config
-from feedgen.jobs.errors import BadInput, FeedgenError
+from feedgen.core.config import Config, load_config
+from feedgen.core.errors import BadInput, FeedgenError
 
 __all__ = ["MAX_BODY", "create_app"]
 
@@ -50,8 +50,6 @@ def create_app(config: Config | None = None, *, registry: Registry | None = None
     """The console app on ``config``'s root and registry (``registry`` overrides ``registry.url``);
     ``preview`` is the warm engine to use (default: one made on the first preview)."""
     if config is None:
-        from feedgen.jobs.config import load_config
-
         config = load_config()
     registry = registry or registry_for(config)
     console = config.get("console") or {}

@@ -29,7 +29,7 @@ from pyspark.sql import types as T
 
 from feedgen.aggregator.schemas import AGGREGATE_SCHEMAS, ENTITY_KEYS
 from feedgen.generator.fields import describe, kind_of
-from feedgen.generator.parse import _AGG_TEST_OPS
+from feedgen.generator.parse import _AGG_TEST_OPS, _load_yaml
 from feedgen.generator.registry import AUDIENCE_EXPORTS, FEED_TEMPLATES
 from feedgen.generator.tree import HISTORY_AGGS, LEAF_OPS
 from feedgen.generator.validate import OPS_BY_KIND
@@ -266,8 +266,6 @@ def to_yaml(body: Mapping[str, Any]) -> str:
 def from_yaml(text: str) -> dict[str, Any]:
     """A body from the YAML view's text; NotModelable (pointer "") when it is not a mapping."""
     import yaml
-
-    from feedgen.generator.parse import _load_yaml
 
     try:
         data = _load_yaml(text)

@@ -12,7 +12,7 @@ from typing import Any
 from feedgen.console.registry import NotFound, Registry
 from feedgen.console.registry.models import STATES
 from feedgen.console.registry.service import KINDS
-from feedgen.jobs.runs import read_run
+from feedgen.core.runs import read_run
 
 LIST_FILTERS = ("kind", "state", "entity", "template", "destination", "author", "q")
 PUBLISHED_STATES = ("published", "emitted")

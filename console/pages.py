@@ -36,7 +36,7 @@ from markupsafe import Markup
 
 from feedgen.console import api, sessions
 from feedgen.console.registry import PERMISSIONS, LoginFailed, LoginThrottled, RegistryError
-from feedgen.jobs.errors import BadInput
+from feedgen.core.errors import BadInput
 
 __all__ = ["SIGNED_IN", "csrf_field", "error_page", "page", "pages", "render"]
 

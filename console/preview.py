@@ -6,7 +6,16 @@ the latest good aggregate of each entity read once and cached in Spark's memory
 1M offers and 200k customers about 970 MB and 370 MB of the driver's memory, measured by
 benchmarks/preview.py). Each call looks up the newest aggregate
 folder with its marker (one directory listing) and re-reads and re-caches when a newer
-run wrote one; the old cache is released.
+run wrote one; the old cache is released. Also held, for repeated edits of the same
+definition: the published snapshot a change is computed against (key, hash, payload; the
+last ``SNAPSHOTS_KEPT``), and the compiled clauses explain evaluates (``ExplainPlan``, per
+aggregate and definitions set).
+
+The change against what is published costs what changed: when the published run rendered
+the same aggregate with the same template and options, a kept item renders as it did, so
+adds and removes come from the keys alone and only new items are rendered; otherwise every
+member is rendered and diffed as a run would. With ``pick_one_per`` the picked keys are
+computed once per preview and every section reads them.
 
 Everything is computed with the pipeline's own pieces, so a preview equals what a run
 would produce on the same aggregate and ``as_of`` (the aggregate's, from its marker):
@@ -21,19 +30,40 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
 from feedgen.aggregator.job import MARKER, latest_aggregate, read_marker
 from feedgen.aggregator.schemas import ENTITY_KEYS
+from feedgen.core.errors import BadInput
+from feedgen.core.runs import format_ts, parse_as_of, read_run
+from feedgen.core.serving import current_run_id
+from feedgen.generator.compile import MATCHES, compile_predicate, quote
 from feedgen.generator.definitions import Definition, DefinitionSet, definitions_from_documents
+from feedgen.generator.explain import _NO_VALUE, ExplainPlan, _show, explain_entities
+from feedgen.generator.fields import resolve
+from feedgen.generator.gates import evaluate_definition, thresholds_for
+from feedgen.generator.generate import (
+    _batch_rows,
+    _converter,
+    apply_pick_one_per,
+    content_hash,
+    field_column,
+    render_projection,
+)
+from feedgen.generator.render import get_renderer, renderer_key
+from feedgen.generator.snapshots import _diff_frame, _has_parquet, refresh_window, snapshot_dir
 from feedgen.generator.tree import History, InSegment, Leaf, Node
-from feedgen.jobs.errors import BadInput
-from feedgen.jobs.runs import format_ts, parse_as_of, read_run
+from feedgen.jobs.spark import spark_session
 
 __all__ = ["SECTIONS", "Aggregate", "PreviewEngine", "draft_definitions", "failing_leaves"]
 
@@ -41,6 +71,8 @@ SECTIONS = ("count", "breakdown", "samples", "excluded", "change", "dependents",
 DEFAULT_SAMPLES = 20
 TOP_VALUES = 10
 CHANGE_SAMPLES = 5
+SNAPSHOTS_KEPT = 4  # published snapshots held in memory, newest used first
+PLANS_KEPT = 8  # compiled explain plans (one per definitions set and aggregate)
 RENDERED_SCHEMA = "key string, error string, hash string, payload string, warnings array<string>"
 
 
@@ -86,8 +118,6 @@ def jsonable(value: Any) -> Any:
 
 def arrow_rows(df) -> list[dict]:
     """The rows of a small DataFrame as plain dicts, converted as ``generate`` converts them."""
-    from feedgen.generator.generate import _batch_rows, _converter
-
     table = df.toArrow()
     converters = [_converter(f.type) for f in table.schema]
     out: list[dict] = []
@@ -102,9 +132,6 @@ def _render_rows(template: str, options: Mapping, templates_dir: str | None, key
 
     def run(batches: Iterator) -> Iterator:
         import pyarrow as pa
-
-        from feedgen.generator.generate import _batch_rows, _converter, content_hash
-        from feedgen.generator.render import get_renderer
 
         renderer = get_renderer(template, options, Path(templates_dir) if templates_dir else None)
         converters = None
@@ -135,8 +162,6 @@ def _render_rows(template: str, options: Mapping, templates_dir: str | None, key
 # -- explain ---------------------------------------------------------------------------------
 
 def _explained_json(node: Any) -> dict[str, Any]:
-    from feedgen.generator.explain import _NO_VALUE, _show
-
     out: dict[str, Any] = {"clause": node.label, "holds": node.value}
     if node.actual is not _NO_VALUE:
         out["actual"] = _show(node.actual)
@@ -151,8 +176,6 @@ def failing_leaves(node: Any, want: bool = True) -> list[dict[str, Any]]:
     Under ``not`` the need flips; a satisfied branch is not searched. Each is
     ``{clause, actual, needs}``: ``needs`` is true or false.
     """
-    from feedgen.generator.explain import _NO_VALUE, _show
-
     if node.value == want:
         return []
     if node.label == "not":
@@ -179,14 +202,15 @@ class PreviewEngine:
         self._published = published or (lambda: DefinitionSet(()))
         self._lock = threading.Lock()
         self._cached: dict[str, Aggregate] = {}
+        self._snapshots: OrderedDict[tuple[str, str], Any] = OrderedDict()
+        self._plans: OrderedDict[tuple, ExplainPlan] = OrderedDict()
+        self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="feedgen-preview")
 
     # -- session and aggregates ------------------------------------------------------------
 
     def spark(self):
         with self._lock:
             if self._spark is None:
-                from feedgen.jobs.spark import spark_session
-
                 conf = dict(self._spark_conf or self.config.get("spark") or {})
                 conf.setdefault("master", "local[*]")
                 self._spark = spark_session(conf, app_name="feedgen-console-preview")
@@ -211,7 +235,9 @@ class PreviewEngine:
             if held is not None and held.run_id == run_id:
                 return held
             marker = read_marker(path)
-            df = spark.read.parquet(str(path)).cache()
+            # sorted by key within each partition, the cache's per-batch min/max lets a
+            # lookup of one key (explain) skip all but one batch of each partition
+            df = spark.read.parquet(str(path)).sortWithinPartitions(quote(ENTITY_KEYS[entity])).cache()
             rows = df.count()  # fills the cache now, not on the first preview
             fresh = Aggregate(entity, run_id, path, parse_as_of(marker["as_of"]), rows, df)
             self._cached[entity] = fresh
@@ -233,38 +259,45 @@ class PreviewEngine:
         return out
 
     def predicate(self, d: Definition, df, as_of: datetime, segments: Mapping[str, Definition]):
-        from feedgen.generator.compile import compile_predicate
-
         return compile_predicate(d.where, df.schema, as_of, segments)
 
     def members(self, d: Definition, df, as_of: datetime, segments: Mapping[str, Definition]):
         """The rows ``d`` takes, as the generator decides (predicate, then ``pick_one_per``)."""
-        from pyspark.sql import functions as F
-
-        from feedgen.generator.compile import MATCHES
-        from feedgen.generator.generate import apply_pick_one_per
-
         rows = df.where(self.predicate(d, df, as_of, segments))
         if not d.pick_one_per:
             return rows
         key = ENTITY_KEYS[d.entity]
         columns = rows.columns
-        picked = apply_pick_one_per(rows.withColumn(MATCHES, F.array(F.lit(0))), [d], key)
+        # the pick considers only rows d's template renders, as the run's pick does
+        picked = apply_pick_one_per(rows.withColumn(MATCHES, F.array(F.lit(0))), [d], key,
+                                    user_templates_dir=self.config.get("generate.templates_dir"),
+                                    jvm=bool(self.config.get("generate.jvm_render", True)))
         return picked.where(F.size(F.col(MATCHES)) > 0).select(*columns)
+
+    def _held_members(self, d: Definition, agg: Aggregate, segments: Mapping[str, Definition]):
+        """``d``'s rows for the sections of one preview, and the frame held for them (None: none).
+
+        With ``pick_one_per`` the members need a shuffle (the window per pick key), so the
+        picked keys are computed once and held; each section then reads the cached aggregate
+        with the predicate and keeps the rows whose key was picked.
+        """
+        members = self.members(d, agg.df, agg.as_of, segments)
+        if not d.pick_one_per:
+            return members, None
+        key = quote(ENTITY_KEYS[d.entity])
+        held = members.select(F.col(key).alias("_picked")).cache()
+        rows = agg.df.where(self.predicate(d, agg.df, agg.as_of, segments))
+        return rows.join(F.broadcast(held), F.col(key) == F.col("_picked"), "left_semi"), held
 
     def _template(self, d: Definition) -> str:
         return d.template if d.kind == "feed" else (list(d.exports) or ["ids_csv"])[0]
 
     def _renderer(self, d: Definition):
-        from feedgen.generator.render import get_renderer
-
         folder = self.config.get("generate.templates_dir")
         return get_renderer(self._template(d), d.options, Path(folder) if folder else None)
 
     def rendered(self, d: Definition, rows):
         """(key, error, hash, payload, warnings) of every row, rendered by ``d``'s template."""
-        from feedgen.generator.generate import render_projection
-
         key = ENTITY_KEYS[d.entity]
         renderer = self._renderer(d)
         projected = rows.select(*render_projection(rows.schema, [renderer], key))
@@ -293,7 +326,6 @@ class PreviewEngine:
                                "template": self._template(d), "aggregate": agg.describe(),
                                "run_id": agg.run_id, "as_of": format_ts(agg.as_of), "base": base,
                                "expansions": [e.id for e in expansions], "timings": {}}
-        members = self.members(d, agg.df, agg.as_of, segments)
         timings = out["timings"]
 
         def timed(name: str, fn: Callable[[], Any]) -> Any:
@@ -302,30 +334,37 @@ class PreviewEngine:
             timings[name] = round(time.monotonic() - t0, 3)
             return value
 
-        if "count" in sections:
-            out["count"] = timed("count", members.count)
-        if "samples" in sections:
-            out["samples"] = timed("samples", lambda: self._samples(d, members, samples))
-        if "breakdown" in sections:
-            out["breakdown"] = timed("breakdown", lambda: self._breakdown(d, members, breakdown_field))
+        members, held = self._held_members(d, agg, segments)
         rendered = None
-        if "excluded" in sections or ("gates" in sections and base is None):
-            rendered = self.rendered(d, members).cache()
-            out["excluded"] = timed("excluded", lambda: self._excluded(rendered))
-            out["items"] = rendered.where("error is null").count()  # what generate would write
-        change = None
-        if ("change" in sections or "gates" in sections) and base:
-            change = timed("change", lambda: self._change(d, base, agg, members, change_field))
-            if "change" in sections:
-                out["change"] = change
-        if "gates" in sections:
-            out["gates"] = timed("gates", lambda: self._gates(d, base, agg, members, change, out.get("items")))
-        if "dependents" in sections:
-            out["dependents"] = timed("dependents", lambda: self._dependents(d, agg))
-        if "backtest" in sections:
-            out["backtest"] = timed("backtest", lambda: self._backtest(d, base, agg, segments))
-        if rendered is not None:
-            rendered.unpersist()
+        try:
+            # the samples (a short job and Python rendering) overlap the count (a full scan)
+            sampling = (self._pool.submit(timed, "samples", lambda: self._samples(d, members, samples))
+                        if "samples" in sections else None)
+            if "count" in sections:
+                out["count"] = timed("count", members.count if held is None else held.count)
+            if sampling is not None:
+                out["samples"] = sampling.result()
+            if "breakdown" in sections:
+                out["breakdown"] = timed("breakdown", lambda: self._breakdown(d, members, breakdown_field))
+            if "excluded" in sections or ("gates" in sections and base is None):
+                rendered = self.rendered(d, members).cache()
+                out["excluded"] = timed("excluded", lambda: self._excluded(rendered))
+                out["items"] = rendered.where("error is null").count()  # what generate would write
+            change = None
+            if ("change" in sections or "gates" in sections) and base:
+                change = timed("change", lambda: self._change(d, base, agg, members, change_field))
+                if "change" in sections:
+                    out["change"] = change
+            if "gates" in sections:
+                out["gates"] = timed("gates", lambda: self._gates(d, base, agg, members, change, out.get("items")))
+            if "dependents" in sections:
+                out["dependents"] = timed("dependents", lambda: self._dependents(d, agg))
+            if "backtest" in sections:
+                out["backtest"] = timed("backtest", lambda: self._backtest(d, base, agg, segments))
+        finally:
+            for frame in (rendered, held):
+                if frame is not None:
+                    frame.unpersist()
         timings["total"] = round(time.monotonic() - started, 3)
         return out
 
@@ -342,12 +381,6 @@ class PreviewEngine:
         return out
 
     def _breakdown(self, d: Definition, rows, field: str | None) -> dict[str, Any]:
-        from pyspark.sql import functions as F
-        from pyspark.sql import types as T
-
-        from feedgen.generator.fields import resolve
-        from feedgen.generator.generate import field_column
-
         field = field or default_breakdown_field(d.entity)
         try:
             ref = resolve(rows.schema, field)
@@ -366,8 +399,6 @@ class PreviewEngine:
 
     @staticmethod
     def _excluded(rendered) -> dict[str, Any]:
-        from pyspark.sql import functions as F
-
         rows = (rendered.where(F.col("error").isNotNull()).groupBy("error")
                 .agg(F.count("*").alias("n"), F.slice(F.sort_array(F.collect_list("key")), 1, CHANGE_SAMPLES)
                      .alias("keys")).orderBy(F.desc("n")).collect())
@@ -376,8 +407,6 @@ class PreviewEngine:
     # -- change against what is published -------------------------------------------------
 
     def _published_run(self, base: str) -> tuple[str | None, dict[str, Any] | None]:
-        from feedgen.jobs.publish import current_run_id
-
         run_id = current_run_id(self.config, base)
         if not run_id:
             return None, None
@@ -387,8 +416,6 @@ class PreviewEngine:
             return run_id, None
 
     def _base_renderer_key(self, base: str, record: dict[str, Any]) -> tuple | None:
-        from feedgen.generator.render import renderer_key
-
         stats = (record.get("definitions") or {}).get(base) or {}
         template = stats.get("template")
         if not template:
@@ -407,16 +434,6 @@ class PreviewEngine:
         return renderer_key(template, found.options) if found else None
 
     def _change(self, d: Definition, base: str, agg: Aggregate, members, field: str | None) -> dict[str, Any]:
-        from pyspark.sql import functions as F
-
-        from feedgen.generator.render import renderer_key
-        from feedgen.generator.snapshots import (
-            _diff_frame,
-            _has_parquet,
-            refresh_window,
-            snapshot_dir,
-        )
-
         run_id, record = self._published_run(base)
         out: dict[str, Any] = {"base": base, "base_run_id": run_id}
         if run_id is None or record is None:
@@ -432,45 +449,131 @@ class PreviewEngine:
             out["reason"] = (f"run {run_id} kept no item snapshot of {base!r} (snapshots are kept for "
                              "definitions with event delivery): only the counts compare")
             return out
-        spark = self.spark()
-        key = ENTITY_KEYS[d.entity]
-        y = spark.read.parquet(str(folder))
-        keys = members.select(F.col(key).cast("string").alias("key"))
+        field = self._change_field(d, agg, field)
+        y = self._snapshot(run_id, base, folder)
         same_aggregate = ((record.get("aggregates") or {}).get(d.entity) or {}).get("run_id") == agg.run_id
         same_render = self._base_renderer_key(base, record) == renderer_key(self._template(d), d.options)
         if same_aggregate and same_render:
-            # same rows rendered the same way: a kept item renders as it did, so only the new
-            # ones need rendering (to leave out those item validation excludes)
-            kept = keys.join(y.select("key", "hash", "payload"), "key", "inner")
-            new_keys = keys.join(y.select("key"), "key", "left_anti")
-            fresh = self.rendered(d, members.join(new_keys.withColumnRenamed("key", "_nk"),
-                                                  F.col(key).cast("string") == F.col("_nk"), "inner").drop("_nk"))
-            x = kept.unionByName(fresh.where(F.col("error").isNull()).select("key", "hash", "payload"))
+            # same rows rendered the same way: a kept item renders as it did, so only the
+            # new ones are rendered (to leave out those item validation excludes)
             out["rendered"] = "new items only (same aggregate and template as the published run)"
+            out.update(self._change_of_keys(d, agg, members, y, field))
         else:
-            x = self.rendered(d, members).where(F.col("error").isNull()).select("key", "hash", "payload")
             out["rendered"] = "every item"
+            out.update(self._change_rendered(d, agg, members, y, field))
+        out["available"] = True
+        return out
+
+    def _change_field(self, d: Definition, agg: Aggregate, field: str | None) -> str:
+        field = field or default_breakdown_field(d.entity)
+        try:
+            ref = resolve(agg.df.schema, field)
+        except Exception as err:  # noqa: BLE001 - the resolver's message names the field and the fix
+            raise BadInput(f"change_field: {err}") from None
+        if isinstance(ref.dtype, (T.StructType, T.MapType, T.ArrayType)):
+            raise BadInput(f"change_field: {field!r} is not a single value; pick a text or number field")
+        return field
+
+    def _change_of_keys(self, d: Definition, agg: Aggregate, members, y, field: str) -> dict[str, Any]:
+        """The change when only membership can differ: adds and removes from the keys alone."""
+        key = ENTITY_KEYS[d.entity]
+        x = members.select(F.col(quote(key)).cast("string").alias("key"),
+                           field_column(field).cast("string").alias("value")).cache()
+        try:
+            return self._change_of_x(d, agg, members, x, y, field)
+        finally:
+            x.unpersist()
+
+    def _change_of_x(self, d: Definition, agg: Aggregate, members, x, y, field: str) -> dict[str, Any]:
+        key = ENTITY_KEYS[d.entity]
+        y_keys = y.select("key", F.lit(True).alias("in_y"))
+        groups = (x.join(F.broadcast(y_keys), "key", "left")
+                  .groupBy(F.col("in_y").isNotNull().alias("kept"), "value").count().collect())
+        kept = sum(r["count"] for r in groups if r["kept"])
+        candidates = [r for r in groups if not r["kept"]]
+        adds, add_samples, add_values = 0, [], []
+        if candidates:
+            new_rows = members.join(F.broadcast(y.select(F.col("key").alias("_yk"))),
+                                    F.col(quote(key)).cast("string") == F.col("_yk"), "left_anti")
+            fresh = self.rendered(d, new_rows).where(F.col("error").isNull()).select("key", "payload").cache()
+            try:
+                adds = fresh.count()
+                add_samples = [{"key": r["key"], "changed": [], "now": json.loads(r["payload"]), "published": None}
+                               for r in fresh.orderBy("key").limit(CHANGE_SAMPLES).collect()]
+                if adds == sum(r["count"] for r in candidates):
+                    add_values = [(r["value"], r["count"]) for r in candidates]
+                elif adds:
+                    add_values = [(r["value"], r["count"]) for r in
+                                  x.join(fresh.select("key"), "key").groupBy("value").count().collect()]
+            finally:
+                fresh.unpersist()
+        removed = y.join(x.select("key"), "key", "left_anti").select("key", "payload").cache()
+        try:
+            removes = removed.count()
+            remove_samples = [{"key": r["key"], "changed": [], "now": None, "published": json.loads(r["payload"])}
+                              for r in removed.orderBy("key").limit(CHANGE_SAMPLES).collect()] if removes else []
+            remove_values: list[tuple[Any, int]] = []
+            if removes:
+                values = agg.df.select(F.col(quote(key)).cast("string").alias("_k"),
+                                       field_column(field).cast("string").alias("value"))
+                found = values.join(F.broadcast(removed.select(F.col("key").alias("_k"))), "_k") \
+                    .groupBy("value").count().collect()
+                remove_values = [(r["value"], r["count"]) for r in found]
+                gone = removes - sum(n for _, n in remove_values)
+                if gone:  # keys the aggregate no longer has: no value to group by
+                    remove_values.append((None, gone))
+        finally:
+            removed.unpersist()
+        return {"ops": {"add": adds, "remove": removes, "update": 0}, "unchanged": kept,
+                "items": adds + kept, "base_items": removes + kept,
+                "samples": {"add": add_samples, "remove": remove_samples, "update": []},
+                "breakdown": {"field": field, "add": _top(add_values), "remove": _top(remove_values), "update": []}}
+
+    def _change_rendered(self, d: Definition, agg: Aggregate, members, y, field: str) -> dict[str, Any]:
+        """The change when items may render differently: every member rendered and diffed."""
+        rendered = self.rendered(d, members).where(F.col("error").isNull()).select("key", "hash", "payload")
         window = refresh_window(self.config, d.refresh_after)
-        diff = _diff_frame(x, y, run_id="preview", definition_id=d.id, kind=d.kind, as_of=agg.as_of,
+        diff = _diff_frame(rendered, y.withColumn("last_sent", F.lit(agg.as_of).cast("timestamp")),
+                           run_id="preview", definition_id=d.id, kind=d.kind, as_of=agg.as_of,
                            refresh_before=agg.as_of - window).cache()
         try:
             counts = {r["op"]: r["n"] for r in diff.groupBy("op").agg(F.count("*").alias("n")).collect()}
             add_op, remove_op = ("join", "leave") if d.kind == "segment" else ("add", "remove")
-            ops = {"add": counts.get(add_op, 0), "remove": counts.get(remove_op, 0),
-                   "update": counts.get("update", 0)}
-            out.update(available=True, ops=ops, unchanged=counts.get("same", 0) + counts.get("refresh", 0),
-                       items=sum(counts.get(o, 0) for o in (add_op, "update", "same", "refresh")),
-                       base_items=sum(counts.get(o, 0) for o in (remove_op, "update", "same", "refresh")))
-            out["samples"] = self._change_samples(diff, add_op, remove_op)
-            out["breakdown"] = self._change_breakdown(d, diff, agg, field, add_op, remove_op)
+            names = {add_op: "add", remove_op: "remove", "update": "update"}
+            key = ENTITY_KEYS[d.entity]
+            values = agg.df.select(F.col(quote(key)).cast("string").alias("_k"),
+                                   field_column(field).cast("string").alias("value"))
+            changed = diff.where(F.col("op").isin(*names)).select(F.col("key").alias("_k"), "op")
+            found = changed.join(values, "_k", "left").groupBy("op", "value").count().collect()
+            return {"ops": {name: counts.get(op, 0) for op, name in names.items()},
+                    "unchanged": counts.get("same", 0),
+                    "items": sum(counts.get(o, 0) for o in (add_op, "update", "same")),
+                    "base_items": sum(counts.get(o, 0) for o in (remove_op, "update", "same")),
+                    "samples": self._change_samples(diff, add_op, remove_op),
+                    "breakdown": {"field": field, **{name: _top([(r["value"], r["count"]) for r in found if r["op"] == op])
+                                                     for op, name in names.items()}}}
         finally:
             diff.unpersist()
-        return out
+
+    def _snapshot(self, run_id: str, base: str, folder: Path):
+        """The published snapshot of ``base`` in ``run_id`` (key, hash, payload), cached: a
+        marketer edits the same definition many times in a row."""
+        with self._lock:
+            held = self._snapshots.get((run_id, base))
+            if held is not None:
+                self._snapshots.move_to_end((run_id, base))
+                return held
+        y = self.spark().read.parquet(str(folder)).select("key", "hash", "payload").cache()
+        y.count()
+        with self._lock:
+            self._snapshots[(run_id, base)] = y
+            while len(self._snapshots) > SNAPSHOTS_KEPT:
+                _, old = self._snapshots.popitem(last=False)
+                old.unpersist()
+        return y
 
     @staticmethod
     def _change_samples(diff, add_op: str, remove_op: str) -> dict[str, list[dict[str, Any]]]:
-        from pyspark.sql import functions as F
-
         out: dict[str, list[dict[str, Any]]] = {}
         for op, name in ((add_op, "add"), (remove_op, "remove"), ("update", "update")):
             rows = diff.where(F.col("op") == op).orderBy("key").limit(CHANGE_SAMPLES) \
@@ -480,43 +583,9 @@ class PreviewEngine:
                           "published": json.loads(r["y_payload"]) if r["y_payload"] else None} for r in rows]
         return out
 
-    def _change_breakdown(self, d: Definition, diff, agg: Aggregate, field: str | None, add_op: str,
-                          remove_op: str) -> dict[str, Any]:
-        from pyspark.sql import functions as F
-        from pyspark.sql import types as T
-
-        from feedgen.generator.fields import resolve
-        from feedgen.generator.generate import field_column
-
-        field = field or default_breakdown_field(d.entity)
-        try:
-            ref = resolve(agg.df.schema, field)
-        except Exception as err:  # noqa: BLE001
-            raise BadInput(f"change_field: {err}") from None
-        if isinstance(ref.dtype, (T.StructType, T.MapType, T.ArrayType)):
-            raise BadInput(f"change_field: {field!r} is not a single value; pick a text or number field")
-        key = ENTITY_KEYS[d.entity]
-        values = agg.df.select(F.col(key).cast("string").alias("_k"), field_column(field).cast("string").alias("value"))
-        changed = diff.where(F.col("op").isin(add_op, remove_op, "update")).select("key", "op")
-        rows = (changed.join(values, changed["key"] == values["_k"], "left").groupBy("op", "value").count()
-                .collect())
-        names = {add_op: "add", remove_op: "remove", "update": "update"}
-        out: dict[str, list] = {"add": [], "remove": [], "update": []}
-        for r in sorted(rows, key=lambda r: (-r["count"], str(r["value"]))):
-            bucket = out[names[r["op"]]]
-            if len(bucket) < TOP_VALUES:
-                bucket.append({"value": r["value"], "count": r["count"]})
-        return {"field": field, **out}
-
     # -- gates -----------------------------------------------------------------------------
 
     def _null_rates(self, d: Definition, members) -> dict[str, float]:
-        from pyspark.sql import functions as F
-        from pyspark.sql import types as T
-
-        from feedgen.generator.fields import resolve
-        from feedgen.generator.generate import field_column
-
         required = self._renderer(d).required_fields
         if not required:
             return {}
@@ -538,8 +607,6 @@ class PreviewEngine:
 
     def _gates(self, d: Definition, base: str | None, agg: Aggregate, members,
                change: dict[str, Any] | None, written: int | None = None) -> dict[str, Any]:
-        from feedgen.generator.gates import evaluate_definition, thresholds_for
-
         gate_id = base or d.id
         try:
             thresholds = thresholds_for(self.config, gate_id, dict(d.gates or {}))
@@ -569,8 +636,6 @@ class PreviewEngine:
     # -- blast radius ----------------------------------------------------------------------
 
     def _dependents(self, d: Definition, agg: Aggregate) -> list[dict[str, Any]]:
-        from pyspark.sql import functions as F
-
         if d.kind != "segment":
             return []
         published = [p for p in self._published() if p.entity == d.entity and p.id != d.id]
@@ -626,10 +691,6 @@ class PreviewEngine:
         """For each definition (default: every published one of ``entity``): whether the entity
         ``key`` is in, the failing clauses with their values, and (feeds) the rendered item."""
         from pyspark import StorageLevel
-        from pyspark.sql import functions as F
-
-        from feedgen.generator.compile import quote
-        from feedgen.generator.explain import explain_entities
 
         started = time.monotonic()
         agg = self._need(entity)
@@ -648,7 +709,9 @@ class PreviewEngine:
                 return out
             item = rows[0]
             # one Spark job for every definition: their clauses side by side on the one row
-            for d, explained in zip(chosen, explain_entities(one, chosen, key, agg.as_of, segments), strict=True):
+            plan = self._explain_plan(agg, chosen, segments)
+            for d, explained in zip(chosen, explain_entities(one, chosen, key, agg.as_of, segments, plan=plan),
+                                    strict=True):
                 entry: dict[str, Any] = {"definition_id": d.id, "kind": d.kind, "in": bool(explained.value),
                                          "failing": failing_leaves(explained),
                                          "tree": _explained_json(explained)}
@@ -665,16 +728,30 @@ class PreviewEngine:
         out["seconds"] = round(time.monotonic() - started, 3)
         return out
 
+    def _explain_plan(self, agg: Aggregate, chosen: Sequence[Definition],
+                      segments: Mapping[str, Definition]) -> ExplainPlan | None:
+        """The compiled clauses of ``chosen``, kept while the aggregate and the definitions stay
+        the same (compiling the published set takes longer than evaluating it on one row)."""
+        try:
+            fingerprint = (agg.run_id, tuple(d.where for d in chosen),
+                           tuple(sorted((k, v.where) for k, v in segments.items())))
+            hash(fingerprint)
+        except TypeError:  # an operand that does not hash: compile afresh
+            return None
+        with self._lock:
+            found = self._plans.get(fingerprint)
+        if found is None:
+            found = ExplainPlan(agg.df.schema, list(chosen), agg.as_of, segments)
+            with self._lock:
+                self._plans[fingerprint] = found
+                while len(self._plans) > PLANS_KEPT:
+                    self._plans.popitem(last=False)
+        return found
+
     # -- field list for the builder --------------------------------------------------------
 
     def frequent_values(self, entity: str, field: str, limit: int = TOP_VALUES) -> dict[str, Any]:
         """The most frequent values of ``field`` in the latest aggregate (for the builder's inputs)."""
-        from pyspark.sql import functions as F
-        from pyspark.sql import types as T
-
-        from feedgen.generator.fields import resolve
-        from feedgen.generator.generate import field_column
-
         agg = self._need(entity)
         try:
             ref = resolve(agg.df.schema, field)
@@ -695,6 +772,11 @@ class PreviewEngine:
             for held in self._cached.values():
                 held.df.unpersist()
             self._cached.clear()
+            for snapshot in self._snapshots.values():
+                snapshot.unpersist()
+            self._snapshots.clear()
+            self._plans.clear()
+        self._pool.shutdown(wait=False)
 
 
 class NoAggregate(BadInput):
@@ -704,6 +786,12 @@ class NoAggregate(BadInput):
         super().__init__(f"no {entity} aggregate under {Path(root) / 'aggregates' / entity} yet: run "
                          f"`feedgen run` (or `feedgen aggregate`) first, then preview again")
         self.entity = entity
+
+
+def _top(values: list[tuple[Any, int]]) -> list[dict[str, Any]]:
+    """The most frequent values first (ties by value), at most ``TOP_VALUES``."""
+    ordered = sorted(values, key=lambda v: (-v[1], str(v[0])))
+    return [{"value": v, "count": n} for v, n in ordered[:TOP_VALUES]]
 
 
 def default_breakdown_field(entity: str) -> str:

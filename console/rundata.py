@@ -12,22 +12,28 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from feedgen.core.errors import BadInput, FeedgenError
+from feedgen.core.runs import holder_alive, lock_holder, read_run
 from feedgen.generator.gates import thresholds_for
-from feedgen.generator.snapshots import delta_dir, list_deltas
-from feedgen.jobs.errors import BadInput, FeedgenError
-from feedgen.jobs.runs import read_run
+from feedgen.generator.render import get_renderer
+from feedgen.generator.snapshots import list_deltas
+from feedgen.jobs.evidence import (
+    KEYS,
+    SAMPLES,
+    aggregate_path,
+    breach_evidence,
+    get_path,
+    kept_evidence,
+    read_rows,
+    shown,
+)
+from feedgen.jobs.pinning import is_pinned, load_pinned
 
 STAGES = ("aggregate", "generate", "gate", "publish", "emit")
 # a published run is still emitting; these are final
 FINAL = {"held", "emitted", "rejected", "failed"}
 REFRESH_SECONDS = 5
-REVIEW_FILE = "review.json"
 OPS = ("add", "remove", "update", "refresh", "join", "leave")
-KEYS = {"offer": "offer_id", "customer": "customer_id"}
-# breakdown name -> field path in the aggregate
-BREAKDOWNS = {"offer": {"category": "category.top", "seller": "seller.name", "brand": "brand"},
-              "customer": {"city": "city", "country": "country", "segment": "tier"}}
-SAMPLES = 5
 _RUN_ID = re.compile(r"[A-Za-z0-9-]{1,80}")
 _REASON_FIELD = re.compile(r"^(?:missing_|bad_|invalid_|unknown_)?(.*?)(?:_truncated|_missing|_too_long"
                            r"|_from_stock|_not_below_price)?$")
@@ -86,8 +92,6 @@ def progress(record: dict[str, Any], root: str | None = None) -> dict[str, Any]:
 def _running(root: str, run_id: str) -> bool:
     """A process holds the root's lock for ``run_id`` (one on another host is taken as alive):
     ``feedgen run``, or an approval, ``feedgen publish`` or ``feedgen emit`` finishing it."""
-    from feedgen.jobs.runs import holder_alive, lock_holder
-
     holder = lock_holder(root)
     owners = {run_id, f"approve-{run_id}", f"publish-{run_id}", f"emit-{run_id}"}
     return bool(holder) and holder.get("run_id") in owners and holder_alive(holder) is not False
@@ -165,8 +169,6 @@ def _definition_gates(config: Any, record: dict[str, Any]) -> dict[str, dict[str
 
 
 def _pinned(config: Any, record: dict[str, Any]) -> dict[str, Any]:
-    from feedgen.jobs.pinning import is_pinned, load_pinned
-
     if not is_pinned(record):
         return {}
     try:
@@ -270,124 +272,6 @@ def refresh_seconds(config: Any) -> int:
 
 # -- a held run's evidence ------------------------------------------------------------------
 
-def _read_rows(path: str | None, key: str, keys: list[str]) -> dict[str, dict[str, Any]]:
-    """Aggregate rows whose ``key`` is one of ``keys`` (pyarrow, a pushed-down filter)."""
-    import pyarrow.dataset as ds
-
-    if not path or not keys or not Path(path).is_dir():
-        return {}
-    try:
-        table = ds.dataset(path, format="parquet").to_table(filter=ds.field(key).isin(keys))
-    except (OSError, ValueError, KeyError):
-        return {}
-    return {row[key]: _plain(row) for row in table.to_pylist()}
-
-
-def _plain(value: Any) -> Any:
-    """Arrow's Python values as the renderer sees them: maps (lists of pairs) become dicts."""
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        if value and all(isinstance(x, tuple) and len(x) == 2 for x in value):
-            return {k: _plain(v) for k, v in value}
-        return [_plain(x) for x in value]
-    return value
-
-
-def _get(row: dict[str, Any] | None, path: str) -> Any:
-    node: Any = row
-    for part in path.split("."):
-        if not isinstance(node, dict):
-            return None
-        node = node.get(part)
-    return node
-
-
-def _leaves(row: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in row.items():
-        path = f"{prefix}{k}"
-        if isinstance(v, dict) and k != "attributes":
-            out.update(_leaves(v, path + "."))
-        else:
-            out[path] = v
-    return out
-
-
-def _shown(value: Any) -> Any:
-    if value is None or isinstance(value, bool | int | float | str):
-        return value
-    return str(value)
-
-
-def _delta_rows(root: str, run_id: str, def_id: str, ops: tuple[str, ...]) -> list[dict[str, Any]]:
-    import pyarrow.dataset as ds
-
-    folder = delta_dir(root, run_id, def_id)
-    if not any(folder.glob("*.parquet")):
-        return []
-    table = ds.dataset(str(folder), format="parquet").to_table(
-        columns=["key", "op", "changed"], filter=ds.field("op").isin(list(ops)))
-    return table.to_pylist()
-
-
-def _aggregate_path(root: str, record: dict[str, Any] | None, entity: str) -> str | None:
-    if record is None:
-        return None
-    return ((record.get("aggregates") or {}).get(entity) or {}).get("path")
-
-
-def evidence(config: Any, record: dict[str, Any], def_id: str, ops: tuple[str, ...],
-             samples: int = SAMPLES) -> dict[str, Any]:
-    """The items a definition lost (``remove``/``leave``) or changed (``update``) against the
-    published run: counts broken down by category, seller and brand, which fields of them
-    changed in the aggregate, and a few samples with before and after."""
-    root = config.root
-    stats = (record.get("definitions") or {}).get(def_id) or {}
-    entity = stats.get("entity") or "offer"
-    key = KEYS.get(entity, "offer_id")
-    delta = stats.get("delta") or {}
-    rows = _delta_rows(root, record["run_id"], def_id, ops)
-    keys = sorted(r["key"] for r in rows)
-    base = read(root, delta.get("base_run_id")) if delta.get("base_run_id") else None
-    before = _read_rows(_aggregate_path(root, base, entity), key, keys)
-    after = _read_rows(_aggregate_path(root, record, entity), key, keys)
-    breakdown: dict[str, list[dict[str, Any]]] = {}
-    for name, path in BREAKDOWNS.get(entity, {}).items():
-        counts = Counter(_shown(_get(before.get(k) or after.get(k), path)) for k in keys)
-        breakdown[name] = [{"value": v if v is not None else "(none)", "count": n}
-                           for v, n in counts.most_common(10)]
-    fields: Counter = Counter()
-    diffs: dict[str, dict[str, tuple[Any, Any]]] = {}
-    for k in keys:
-        old, new = before.get(k), after.get(k)
-        if old is None:
-            continue
-        if new is None:
-            fields["(gone from the source)"] += 1
-            continue
-        a, b = _leaves(old), _leaves(new)
-        changed = {f: (a.get(f), b.get(f)) for f in sorted(set(a) | set(b))
-                   if a.get(f) != b.get(f) and f not in ("updated_at",)}
-        diffs[k] = changed
-        fields.update(changed.keys())
-    payload_fields: Counter = Counter()
-    for r in rows:
-        payload_fields.update(r.get("changed") or [])
-    sample_rows = []
-    for k in keys[:samples]:
-        row = before.get(k) or after.get(k)
-        sample_rows.append({
-            "key": k, "inspect_url": f"/inspect/{entity}/{k}",
-            **{name: _shown(_get(row, path)) for name, path in BREAKDOWNS.get(entity, {}).items()},
-            "changes": [{"field": f, "before": _shown(o), "after": _shown(n)}
-                        for f, (o, n) in list((diffs.get(k) or {}).items())[:6]]})
-    return {"ops": list(ops), "count": len(keys), "breakdown": breakdown,
-            "changed_fields": [{"field": f, "count": n} for f, n in fields.most_common(8)],
-            "changed_payload_fields": [{"field": f, "count": n} for f, n in payload_fields.most_common(8)],
-            "samples": sample_rows, "compared_with": delta.get("base_run_id")}
-
-
 def review_view(config: Any, run_id: str, samples: int = SAMPLES) -> dict[str, Any]:
     """The held-run review: per breaching definition the evidence, and what approving would do."""
     record = record_of(config.root, run_id)
@@ -396,6 +280,7 @@ def review_view(config: Any, run_id: str, samples: int = SAMPLES) -> dict[str, A
     breaching: dict[str, list[dict[str, Any]]] = {}
     for b in gate.get("breaches") or []:
         breaching.setdefault(b["definition_id"], []).append(b)
+    found = breach_evidence(config, record, samples) if record.get("status") != "rejected" else {}
     definitions = []
     for def_id, breaches in breaching.items():
         row = rows.get(def_id) or {}
@@ -406,11 +291,7 @@ def review_view(config: Any, run_id: str, samples: int = SAMPLES) -> dict[str, A
                  "ops": row.get("ops") or {}, "excluded": row.get("excluded") or {},
                  "checks": row.get("checks") or [], "has_delta": has_delta,
                  "removed": None, "updated": None, "diagnostics_url": f"/definitions/{def_id}/diagnostics?run={run_id}"}
-        if has_delta and record.get("status") != "rejected":
-            if row.get("removes"):
-                entry["removed"] = evidence(config, record, def_id, ("remove", "leave"), samples)
-            if row.get("updates"):
-                entry["updated"] = evidence(config, record, def_id, ("update",), samples)
+        entry.update(found.get(def_id) or {})
         definitions.append(entry)
     kept = kept_evidence(config.root, run_id) if record.get("status") == "rejected" else None
     for entry in definitions if kept else ():
@@ -421,32 +302,6 @@ def review_view(config: Any, run_id: str, samples: int = SAMPLES) -> dict[str, A
             "evidence_kept_at": kept["kept_at"] if kept else None,
             "decided": {k: gate.get(k) for k in ("decision", "decided_by", "decided_at", "reason")}
             if gate.get("decision") else None}
-
-
-def keep_evidence(config: Any, run_id: str, samples: int = SAMPLES) -> Path:
-    """Write a held run's review evidence (breakdowns, changed fields, samples per breaching
-    definition) to ``runs/<run_id>/review.json``: rejecting a run deletes its deltas, and an
-    auditor must still see why it was rejected."""
-    from feedgen.jobs.runs import format_ts, utcnow
-
-    data = review_view(config, run_id, samples)
-    kept = {"run_id": run_id, "kept_at": format_ts(utcnow()),
-            "definitions": {d["definition_id"]: {"removed": d["removed"], "updated": d["updated"]}
-                            for d in data["definitions"]}}
-    path = Path(config.root) / "runs" / run_id / REVIEW_FILE
-    tmp = path.with_name(f".{REVIEW_FILE}.tmp")
-    tmp.write_text(json.dumps(kept, indent=1, sort_keys=True, default=str), encoding="utf-8")
-    tmp.replace(path)
-    return path
-
-
-def kept_evidence(root: str, run_id: str) -> dict[str, Any] | None:
-    """The evidence :func:`keep_evidence` kept for a run, or None (none kept, or unreadable)."""
-    try:
-        kept = json.loads((Path(root) / "runs" / run_id / REVIEW_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return kept if isinstance(kept, dict) and isinstance(kept.get("definitions"), dict) else None
 
 
 def approve_effect(record: dict[str, Any]) -> dict[str, Any]:
@@ -515,12 +370,10 @@ def diagnostics_view(config: Any, definition_id: str, run_id: str | None = None,
 
 
 def _excluded_samples(config: Any, record: dict[str, Any], def_id: str, stats: dict[str, Any]) -> list[dict[str, Any]]:
-    from feedgen.generator.render import get_renderer
-
     entity = stats.get("entity") or "offer"
     key = KEYS.get(entity, "offer_id")
     wanted = {k: reason for reason, keys in (stats.get("excluded_samples") or {}).items() for k in keys[:SAMPLES]}
-    rows = _read_rows(_aggregate_path(config.root, record, entity), key, sorted(wanted))
+    rows = read_rows(aggregate_path(config.root, record, entity), key, sorted(wanted))
     definition = _pinned(config, record).get(def_id)
     renderer = None
     if stats.get("template"):
@@ -535,12 +388,12 @@ def _excluded_samples(config: Any, record: dict[str, Any], def_id: str, stats: d
         field = reason_field(reason)
         result = renderer.render(row) if renderer is not None and row is not None else None
         fields = dict(result.fields) if result is not None else {}
-        value = fields.get(field, _get(row, field)) if row is not None else None
-        out.append({"key": k, "reason": reason, "field": field, "value": _shown(value),
+        value = fields.get(field, get_path(row, field)) if row is not None else None
+        out.append({"key": k, "reason": reason, "field": field, "value": shown(value),
                     "in_source": row is not None, "inspect_url": f"/inspect/{entity}/{k}",
                     "errors": list(result.errors) if result is not None else [],
                     "warnings": list(result.warnings) if result is not None else [],
-                    "rendered": json.dumps({f: _shown(v) for f, v in fields.items()}, indent=1, ensure_ascii=False,
+                    "rendered": json.dumps({f: shown(v) for f, v in fields.items()}, indent=1, ensure_ascii=False,
                                            default=str) if fields else None})
     return out
 
@@ -549,5 +402,4 @@ def delta_markers(root: str, run_id: str) -> list[dict[str, Any]]:
     return list_deltas(root, run_id)
 
 
-__all__ = ["approve_effect", "diagnostics_view", "evidence", "history", "keep_evidence", "kept_evidence",
-           "review_view", "run_view", "runs", "summary"]
+__all__ = ["approve_effect", "diagnostics_view", "history", "review_view", "run_view", "runs", "summary"]

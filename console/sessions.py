@@ -23,8 +23,8 @@ from typing import Any
 from flask import request, session
 
 from feedgen.console.registry import Actor, LoginFailed, NotFound, Registry
+from feedgen.core.errors import ConfigError
 from feedgen.fileserver import params
-from feedgen.jobs.errors import ConfigError
 
 SECRET_FILE = "console-secret"
 CSRF_HEADER = "X-CSRF-Token"

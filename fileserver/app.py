@@ -37,6 +37,9 @@ from flask import Flask, Response, abort, jsonify, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.http import http_date, parse_accept_header, remove_entity_headers
 
+from feedgen.core.config import DEFAULTS, Config, load_config
+from feedgen.core.errors import FeedgenError
+from feedgen.core.store import open_store
 from feedgen.fileserver import params
 from feedgen.fileserver.auth import TokenTable, header_token, request_token
 from feedgen.fileserver.lookups import MAX_BODY, lookups
@@ -53,9 +56,7 @@ from feedgen.fileserver.published import (
     identity_stream,
     resolve,
 )
-from feedgen.jobs.config import DEFAULTS, Config
-from feedgen.jobs.errors import FeedgenError
-from feedgen.jobs.store import open_store
+from feedgen.jobs import lifecycle
 
 __all__ = ["create_app"]
 
@@ -69,8 +70,6 @@ MAX_RUNS = 1000
 def _as_config(config: Config | dict | None) -> Config:
     if isinstance(config, Config):
         return config
-    from feedgen.jobs.config import load_config
-
     if config is None:
         return load_config()
     data = _merge(DEFAULTS, config)
@@ -269,10 +268,6 @@ def create_app(config: Config | dict | None = None) -> Flask:
             return _json_error(400, f"malformed run id; {_RUN_ID_RULE}")
         if _read_run(run_id) is None:
             return _json_error(404, f"run {run_id!r} not found; list runs with GET /runs")
-        try:
-            from feedgen.jobs import lifecycle
-        except ImportError:
-            return _json_error(503, "approvals are not available: feedgen.jobs.lifecycle is missing")
         decide = lifecycle.approve_run if action == "approve" else lifecycle.reject_run
         try:
             # audited in the registry as "admin-token" (unaudited, with a warning, if it cannot open)

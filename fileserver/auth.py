@@ -21,8 +21,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from feedgen.core.errors import ConfigError
 from feedgen.fileserver.params import valid_token
-from feedgen.jobs.errors import ConfigError
 
 __all__ = ["TokenTable", "hash_token", "header_token", "request_token"]
 

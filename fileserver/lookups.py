@@ -51,12 +51,12 @@ from flask import Blueprint, Flask, Response, current_app, request
 from flask.blueprints import BlueprintSetupState
 from werkzeug.exceptions import ClientDisconnected, RequestEntityTooLarge
 
+from feedgen.core.errors import ConfigError
+from feedgen.core.store import LocalStore, Store, open_store
 from feedgen.fileserver import params
 from feedgen.fileserver.auth import hash_token, header_token
 from feedgen.fileserver.published import UNAVAILABLE, StoreUnavailable, check_store
 from feedgen.generator.membership import FORMAT, POINTER_KEY, decode_segs
-from feedgen.jobs.errors import ConfigError
-from feedgen.jobs.store import LocalStore, Store, open_store
 
 __all__ = ["MAX_BATCH", "MembershipReader", "lookups"]
 

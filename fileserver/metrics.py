@@ -30,7 +30,7 @@ from prometheus_client import (
 )
 from prometheus_client.core import GaugeMetricFamily
 
-from feedgen.jobs.store import Store
+from feedgen.core.store import Store
 
 __all__ = ["Metrics"]
 

@@ -20,7 +20,8 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from feedgen.jobs.store import LocalStore, Store
+from feedgen.core.store import LocalStore, Store
+from feedgen.generator.parts import SCHEMA_VERSION
 
 __all__ = ["STORE_ERRORS", "UNAVAILABLE", "Document", "IncompleteDocument", "ManifestCache", "Member", "StoreUnavailable",
            "check_store", "gzip_stream", "identity_stream", "resolve"]
@@ -124,8 +125,6 @@ class ManifestCache:
 
 def _parse_manifest(data: bytes, where: str) -> dict:
     # Same checks as feedgen.generator.parts.read_manifest, which reads only local folders.
-    from feedgen.generator.parts import SCHEMA_VERSION
-
     manifest = json.loads(data)
     if not isinstance(manifest, dict) or manifest.get("schema_version") != SCHEMA_VERSION:
         raise ValueError(f"{where}: unsupported manifest schema_version; regenerate the run")

@@ -17,6 +17,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from feedgen.core.errors import BadInput, DefinitionError
 from feedgen.generator.gates import THRESHOLD_KEYS
 from feedgen.generator.parse import (
     Context,
@@ -35,7 +36,6 @@ from feedgen.generator.parse import (
     type_label,
 )
 from feedgen.generator.tree import Node
-from feedgen.jobs.errors import BadInput, DefinitionError
 
 KINDS = {"feeds": "feed", "segments": "segment"}
 DEFAULT_ENTITY = {"feed": "offer", "segment": "customer"}

@@ -101,44 +101,91 @@ def explain_entity(df: DataFrame, definition: Definition, key: str, as_of: datet
 
 
 def explain_entities(df: DataFrame, definitions: list[Definition], key: str, as_of: datetime,
-                     segments: Mapping[str, Definition] | None = None) -> list[Explained | None]:
+                     segments: Mapping[str, Definition] | None = None, *,
+                     plan: ExplainPlan | None = None) -> list[Explained | None]:
     """The explained trees of ``definitions`` (all of one entity) for the entity ``key``,
-    evaluated together in one Spark job; None for each when the entity is absent."""
+    evaluated together in one Spark job; None for each when the entity is absent.
+
+    ``plan`` is the same definitions compiled before (``ExplainPlan``), to reuse."""
     if not definitions:
         return []
     key_column = ENTITY_KEYS[definitions[0].entity]
     row_df = df.where(F.col(quote(key_column)) == F.lit(key)).limit(1)
-    compiler = Compiler(df.schema, as_of, segments)
-    plan: list[tuple[Node, list]] = []   # (node, [children plan indices]) in visiting order
-    columns = []
-
-    def visit(node: Node) -> int:
-        index = len(plan)
-        plan.append((node, []))
-        columns.append(compiler.compile(node).alias(f"_x{index}"))
-        if isinstance(node, History):
-            value, _ = compiler.history_value(node, Scope(df.schema))
-            columns.append(value.alias(f"_v{index}"))
-        elif isinstance(node, Leaf):
-            value, _ = Scope(df.schema).field(node.field)
-            columns.append(value.alias(f"_v{index}"))
-        children = [segments[node.segment_id].where] if isinstance(node, InSegment) else (
-            [] if isinstance(node, History) else list(node.children()))
-        plan[index][1].extend(visit(c) for c in children)
-        return index
-
-    roots = [visit(d.where) for d in definitions]
-    rows = row_df.select(*columns).collect()
+    plan = plan or ExplainPlan(df.schema, definitions, as_of, segments)
+    rows = row_df.select(*plan.columns).collect()
     if not rows:
         return [None] * len(definitions)
-    row = rows[0].asDict()
+    return plan.explained(rows[0].asDict())
 
-    def build(index: int) -> Explained:
-        node, children = plan[index]
-        return Explained(describe(node), bool(row[f"_x{index}"]), row.get(f"_v{index}", _NO_VALUE),
-                         [build(c) for c in children])
 
-    return [build(r) for r in roots]
+class ExplainPlan:
+    """Definitions' clauses compiled for explain: each distinct leaf (a field test or a
+    history test) is one boolean column and one column of the value it looked at, computed
+    by the generator's compiler; ``all``/``any``/``not``/``in_segment`` are combined here
+    from them. Leaves compile to true or false, never null (``compile._true``), so the
+    combination is the one Spark makes. Build once per definitions, schema and ``as_of``."""
+
+    def __init__(self, schema: Any, definitions: list[Definition], as_of: datetime,
+                 segments: Mapping[str, Definition] | None = None) -> None:
+        self._compiler = Compiler(schema, as_of, segments)
+        self._schema = schema
+        self._segments = segments or {}
+        self._index: dict[Any, int] = {}
+        self.columns: list = []
+        self._roots = [self._visit(d.where) for d in definitions]
+
+    def _leaf(self, node: Node) -> int:
+        try:
+            found = self._index.get(node)
+        except TypeError:  # an operand that does not hash: compile this one on its own
+            found, node = None, _Unhashable(node)
+        if found is not None:
+            return found
+        index = len(self._index)
+        self._index[node] = index
+        leaf = node.node if isinstance(node, _Unhashable) else node
+        self.columns.append(self._compiler.compile(leaf).alias(f"_x{index}"))
+        if isinstance(leaf, History):
+            value, _ = self._compiler.history_value(leaf, Scope(self._schema))
+        else:
+            value, _ = Scope(self._schema).field(leaf.field)
+        self.columns.append(value.alias(f"_v{index}"))
+        return index
+
+    def _visit(self, node: Node) -> tuple:
+        if isinstance(node, (Leaf, History)):
+            return (node, self._leaf(node), ())
+        if isinstance(node, InSegment):
+            return (node, None, (self._visit(self._segments[node.segment_id].where),))
+        return (node, None, tuple(self._visit(c) for c in node.children()))
+
+    def explained(self, row: Mapping[str, Any]) -> list[Explained]:
+        """The explained tree of each definition, from one row of ``columns``."""
+        return [self._build(root, row) for root in self._roots]
+
+    def _build(self, planned: tuple, row: Mapping[str, Any]) -> Explained:
+        node, index, children = planned
+        if index is not None:
+            return Explained(describe(node), bool(row[f"_x{index}"]), row[f"_v{index}"])
+        built = [self._build(c, row) for c in children]
+        if isinstance(node, Always):
+            value = node.value
+        elif isinstance(node, And):
+            value = all(c.value for c in built)
+        elif isinstance(node, Or):
+            value = any(c.value for c in built)
+        elif isinstance(node, Not):
+            value = not built[0].value
+        else:  # in_segment: the segment's own tree
+            value = built[0].value
+        return Explained(describe(node), value, children=built)
+
+
+@dataclass(frozen=True, eq=False)
+class _Unhashable:
+    """A leaf whose operands cannot be hashed: compiled on its own (compared by identity)."""
+
+    node: Node
 
 
 def format_explanation(definition: Definition, key: str, as_of: datetime, result: Explained,

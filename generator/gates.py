@@ -14,8 +14,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from feedgen.jobs.errors import BadInput, FeedgenError
-from feedgen.jobs.runs import read_run
+from feedgen.core.errors import BadInput, FeedgenError
+from feedgen.core.runs import read_run
+from feedgen.core.serving import current_run_id, serving_store
 
 THRESHOLD_KEYS = ("enabled", "max_count_change", "max_share_removed", "max_share_changed",
                   "allow_empty", "max_null_rate", "min_base_items", "refresh_after",
@@ -160,7 +161,6 @@ def check_run(config: Any, record: dict[str, Any], *,
     definition's current pointer). Returns the gate report (also stored in the record).
     """
     from feedgen.generator.snapshots import read_delta_marker
-    from feedgen.jobs.publish import current_run_id, serving_store
 
     root = config.root
     run_id = record["run_id"]

@@ -3,15 +3,18 @@
 One Spark job per entity kind:
 1. membership of every definition as one ``_matches`` column: shared clauses computed
    once, and many ``eq``/``in`` definitions on one field matched by one hash lookup;
-2. ``pick_one_per`` / ``order_by`` applied with one window per distinct (key, order);
+2. ``pick_one_per`` / ``order_by`` applied with one window per distinct (key, order), among
+   the entities the definition's template renders without error;
 3. ``mapInArrow``: each partition turns Arrow batches of only the columns the renderers
    read into plain dicts, renders every entity once per *renderer* (template + render
    options) that any of its matching definitions uses, and appends the fragment to a
    buffer per output target; buffers become gzip-member part files written by the task.
-   When every output uses a built-in offer template, the JVM does all of this instead
+   For the outputs that use a built-in offer template the JVM does all of this instead
    (generator/jvm/GeneratePass.java, ``_jvm_pass``) and no row goes through Python (its
    lookups are hash probes in the task, and it reads a Parquet scan's column batches in
-   place when nothing else comes between);
+   place when nothing else comes between); the other outputs' definitions are evaluated
+   in a Python pass over the same aggregate, in the same Spark job (``route_targets``
+   says which output goes where, and why);
 4. the job's only rows are small: part descriptions, per-target stats (one per partition,
    not per row), and, for definitions with event delivery, the (key, hash, payload)
    snapshot rows; they go to the staging Parquet ``runs/<run_id>/_generate/<entity>/``.
@@ -28,15 +31,15 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from feedgen.aggregator.schemas import ENTITY_KEYS
+from feedgen.core.runs import format_ts, run_dir
 from feedgen.generator.definitions import Definition
 from feedgen.generator.parts import finish_manifest, write_chrome, write_part
-from feedgen.jobs.runs import format_ts, run_dir
 
 STAGING = "_generate"
 PART_MAX_RAW_BYTES = 64 << 20
@@ -144,12 +147,13 @@ def render_partition(plan: EntityPlan, partition: int, rows: Iterable[dict]) -> 
 
     templates_dir = Path(plan.user_templates_dir) if plan.user_templates_dir else None
     renderers: dict[tuple, Any] = {}
-    target_renderer: list[tuple] = []
-    for t in plan.targets:
-        rk = renderer_key(t.template, t.options)
+    # only the targets this pass routes to: the others render in the JVM's pass
+    target_renderer: dict[int, tuple] = {}
+    for t in sorted({t for ts in plan.def_targets for t in ts}):
+        target = plan.targets[t]
+        rk = target_renderer[t] = renderer_key(target.template, target.options)
         if rk not in renderers:
-            renderers[rk] = get_renderer(t.template, t.options, templates_dir)
-        target_renderer.append(rk)
+            renderers[rk] = get_renderer(target.template, target.options, templates_dir)
     required = {rk: _required_paths(r.required_fields) for rk, r in renderers.items()}
     # per definition: (target, renderer key, events) — looked up once, not per row
     routes = [[(t, target_renderer[t], plan.targets[t].events) for t in ts] for ts in plan.def_targets]
@@ -160,6 +164,7 @@ def render_partition(plan: EntityPlan, partition: int, rows: Iterable[dict]) -> 
     nulls: dict[int, Counter] = defaultdict(Counter)
     failed: dict[int, dict] = {}  # per target: the first item a user template failed on, and where
     seen: Counter = Counter()
+    runner_ups: Counter = Counter()
     renders: Counter = Counter()
     run_root = Path(plan.run_root)
     part_max = plan.part_max_raw_bytes
@@ -178,6 +183,9 @@ def render_partition(plan: EntityPlan, partition: int, rows: Iterable[dict]) -> 
 
     for item in rows:
         matches = item.pop(MATCHES_COLUMN)
+        for m in item.pop(RUNNER_UP, None) or ():
+            for t in plan.def_targets[m]:
+                runner_ups[t] += 1
         key = item.get(key_name)
         if plan.membership:
             yield ("member", -1, key, None, json.dumps([plan.definition_ids[m] for m in matches]), None)
@@ -216,15 +224,21 @@ def render_partition(plan: EntityPlan, partition: int, rows: Iterable[dict]) -> 
     for t, buf in buffers.items():
         if buf.items:
             yield flush(t, buf)
-    for t in sorted(set(seen) | {t for t, rk in enumerate(target_renderer) if renders[rk]}):
+    for t in sorted(set(seen) | {t for t, rk in target_renderer.items() if renders[rk]}):
         yield ("stat", t, None, None, None, json.dumps({
             "candidates": seen[t], "renders": renders[target_renderer[t]], "excluded": excluded[t],
-            "warnings": warned[t], "samples": samples[t], "nulls": nulls[t], "failed": failed.get(t)}))
+            "warnings": warned[t], "samples": samples[t], "nulls": nulls[t], "failed": failed.get(t),
+            "runner_ups": runner_ups[t]}))
 
 
 # -- Arrow in, Arrow out ----------------------------------------------------------------------
 
 MATCHES_COLUMN = "_matches"
+# after pick_one_per: the definitions (indices, as in _matches) whose pick of this row fell
+# to it as a runner-up, because the first in order_by fails that definition's template
+RUNNER_UP = "_fg_runner_up"
+# before the pick: the pick_one_per definitions this row matches and renders for without error
+VALID = "_fg_valid"
 _OUT_BATCH = 8192
 
 
@@ -445,18 +459,27 @@ def add_memberships(spark, df, definitions: Sequence[Definition], as_of: datetim
     return out.select(*columns, matches.alias(MATCHES))
 
 
-def matched(spark, df, definitions: Sequence[Definition], key: str, as_of: datetime, all_segments: dict | None):
-    """The rows of ``df`` some definition takes, with ``_matches``, after ``pick_one_per``."""
+def matched(spark, df, definitions: Sequence[Definition], key: str, as_of: datetime, all_segments: dict | None, *,
+            user_templates_dir: str | None = None, jvm: bool = True):
+    """The rows of ``df`` some definition takes, with ``_matches``, after ``pick_one_per``
+    (and, where a pick fell to a runner-up, ``_fg_runner_up``)."""
     from pyspark.sql import functions as F
 
     from feedgen.generator.compile import MATCHES
 
     df = add_memberships(spark, df, definitions, as_of, all_segments=all_segments)
-    return apply_pick_one_per(df, definitions, key).where(F.size(F.col(MATCHES)) > 0)
+    picked = apply_pick_one_per(df, definitions, key, user_templates_dir=user_templates_dir, jvm=jvm)
+    return picked.where(F.size(F.col(MATCHES)) > 0)
 
 
-def apply_pick_one_per(df, definitions: Sequence[Definition], key: str):
-    """Keep, for each definition with ``pick_one_per``, the first entity per pick key."""
+def apply_pick_one_per(df, definitions: Sequence[Definition], key: str, *, user_templates_dir: str | None = None,
+                       jvm: bool = True):
+    """Keep, for each definition with ``pick_one_per``, the first entity per pick key among those
+    its template renders without error (the first by ``order_by`` when none does).
+
+    Validity is decided by the definition's own renderer (``_with_validity``). A row that won
+    only because those before it fail the template lists the definition in ``_fg_runner_up``.
+    """
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
@@ -468,28 +491,112 @@ def apply_pick_one_per(df, definitions: Sequence[Definition], key: str):
             groups[(d.pick_one_per, tuple(d.order_by))].append(i)
     if not groups:
         return df
-    losers = None
+    tops = {key, *(c.lstrip("-").split(".")[0] for pick, order_by in groups for c in (pick, *order_by))}
+    base = _with_validity(df, definitions, sorted(i for idx in groups.values() for i in idx), sorted(tops),
+                          user_templates_dir=user_templates_dir, jvm=jvm)
+    picks = None
     for (pick, order_by), idx in sorted(groups.items()):
-        orders = []
-        for o in order_by:
-            desc = o.startswith("-")
-            c = F.col(o.lstrip("-"))
-            orders.append(c.desc_nulls_last() if desc else c.asc_nulls_last())
         # A missing pick key is a group of its own: the entity is kept.
         pick_key = F.coalesce(F.col(pick).cast("string"), F.concat(F.lit("\u0000"), F.col(key)))
-        cand = df.select(F.col(key).alias("_k"), pick_key.alias("_pk"),
-                         *[F.col(o.lstrip("-")).alias(f"_o{n}") for n, o in enumerate(order_by)],
-                         F.explode(F.array_intersect(F.col(MATCHES), F.array(*[F.lit(i) for i in idx]))).alias("_d"))
-        w = Window.partitionBy("_d", "_pk").orderBy(
-            *[(F.col(f"_o{n}").desc_nulls_last() if o.startswith("-") else F.col(f"_o{n}").asc_nulls_last())
-              for n, o in enumerate(order_by)], F.col("_k"))
-        lost = cand.withColumn("_rn", F.row_number().over(w)).where("_rn > 1").select("_k", "_d")
-        losers = lost if losers is None else losers.unionByName(lost)
-    dropped = losers.groupBy("_k").agg(F.collect_list("_d").alias("_drop"))
-    out = df.join(dropped, df[key] == dropped["_k"], "left")
-    out = out.withColumn(MATCHES, F.when(F.col("_drop").isNull(), F.col(MATCHES))
+        cand = base.select(F.col(key).alias("_k"), pick_key.alias("_pk"),
+                           *[F.col(o.lstrip("-")).alias(f"_o{n}") for n, o in enumerate(order_by)],
+                           F.col(VALID), F.explode(F.array_intersect(F.col(MATCHES), F.array(*[F.lit(i) for i in idx]))).alias("_d"))
+        orders = [(F.col(f"_o{n}").desc_nulls_last() if o.startswith("-") else F.col(f"_o{n}").asc_nulls_last())
+                  for n, o in enumerate(order_by)]
+        group = Window.partitionBy("_d", "_pk")
+        # first the rows the template renders, each group in order_by order; _rn0 is the rank
+        # by order_by alone: a winner with _rn0 > 1 is a runner-up
+        ok = F.array_contains(F.col(VALID), F.col("_d"))
+        ranked = (cand.withColumn("_rn", F.row_number().over(group.orderBy(ok.desc(), *orders, "_k")))
+                  .withColumn("_rn0", F.row_number().over(group.orderBy(*orders, "_k"))))
+        found = ranked.where("_rn > 1 OR _rn0 > 1").select("_k", "_d", (F.col("_rn") > 1).alias("_lost"))
+        picks = found if picks is None else picks.unionByName(found)
+    # collect_list leaves the nulls of `when` out
+    changed = picks.groupBy("_k").agg(F.collect_list(F.when(F.col("_lost"), F.col("_d"))).alias("_drop"),
+                                      F.collect_list(F.when(~F.col("_lost"), F.col("_d"))).alias("_runner"))
+    out = df.join(changed, df[key] == changed["_k"], "left")
+    out = out.withColumn(MATCHES, F.when(F.col("_drop").isNull() | (F.size("_drop") == 0), F.col(MATCHES))
                          .otherwise(F.array_except(F.col(MATCHES), F.col("_drop"))))
-    return out.drop("_k", "_drop")
+    out = out.withColumn(RUNNER_UP, F.when(F.size("_runner") > 0, F.col("_runner")))
+    return out.drop("_k", "_drop", "_runner")
+
+
+def _with_validity(df, definitions: Sequence[Definition], idx: Sequence[int], keep: Sequence[str], *,
+                   user_templates_dir: str | None, jvm: bool):
+    """``keep``, ``_matches`` and ``_fg_valid``: which definitions of ``idx`` that a row matches
+    render it without error.
+
+    The definition's own renderer decides, so the pick agrees with what the pass writes:
+    RenderOffer through its Spark function where the template renders in the JVM, else
+    render.py in a ``mapInArrow`` (the row rendered in full; only whether it is left out is kept).
+    """
+    from pyspark.sql import functions as F
+    from pyspark.sql import types as T
+
+    from feedgen.generator.compile import MATCHES
+    from feedgen.generator.jvm import jvm_renderable, render_column
+    from feedgen.generator.render import get_renderer, renderer_key
+
+    spark = df.sparkSession
+    folder = Path(user_templates_dir) if user_templates_dir else None
+    by_renderer: dict[tuple, list[int]] = defaultdict(list)
+    for i in idx:
+        by_renderer[renderer_key(definitions[i].template, definitions[i].options)].append(i)
+    column_of: dict[int, str] = {}
+    on_jvm, in_python = [], []
+    for n, ids in enumerate(by_renderer.values()):
+        d = definitions[ids[0]]
+        name = f"_fg_v{n}"
+        column_of.update(dict.fromkeys(ids, name))
+        of_these = F.arrays_overlap(F.col(MATCHES), F.array(*[F.lit(i) for i in ids]))
+        if jvm and jvm_renderable(spark, d.template, d.options, df.schema):
+            on_jvm.append(F.when(of_these, render_column(d.template, payload=False).getField("text").isNotNull())
+                          .alias(name))
+        else:
+            in_python.append((name, get_renderer(d.template, d.options, folder), ids))
+    inputs = _input_names(df.schema, [r for _, r, _ in in_python]) if in_python else []
+    out = df.select(*keep, MATCHES, *on_jvm, *[c for c in inputs if c not in keep])
+    if in_python:
+        schema = T.StructType([*out.schema.fields, *[T.StructField(n, T.BooleanType()) for n, _, _ in in_python]])
+        out = out.mapInArrow(_valid_in_python(in_python, inputs), schema)
+    valid = F.array_compact(F.array(*[F.when(F.array_contains(F.col(MATCHES), i) & F.coalesce(F.col(c), F.lit(False)),
+                                             F.lit(i)) for i, c in column_of.items()]))
+    return out.select(*keep, MATCHES, valid.alias(VALID))
+
+
+def _input_names(schema, renderers: Sequence[Any]) -> list[str]:
+    """The top-level columns ``renderers`` read (every column but ours when one is a user template)."""
+    if any(r.input_columns is None for r in renderers):
+        return [c for c in schema.names if c not in (MATCHES_COLUMN, RUNNER_UP, VALID)]
+    wanted = {p.split(".", 1)[0] for r in renderers for p in (*r.input_columns, *r.required_fields)}
+    return [c for c in schema.names if c in wanted]
+
+
+def _valid_in_python(renderers: list[tuple[str, Any, list[int]]], inputs: list[str]) -> Callable:
+    """The ``mapInArrow`` function of ``_with_validity``: a boolean column per renderer, true when
+    it renders the row, null for the rows that match none of its definitions."""
+
+    def run(batches: Iterator) -> Iterator:
+        import pyarrow as pa
+
+        from feedgen.generator.compile import MATCHES
+
+        converters: list | None = None
+        for batch in batches:
+            picked = batch.select(inputs)
+            if converters is None:
+                converters = [_converter(f.type) for f in picked.schema]
+            rows = _batch_rows(picked, converters)
+            matches = batch.column(MATCHES).to_pylist()
+            out = []
+            for _, renderer, ids in renderers:
+                mine = set(ids)
+                out.append(pa.array([renderer.render(item).text is not None if mine.intersection(m or ()) else None
+                                     for item, m in zip(rows, matches, strict=True)], pa.bool_()))
+            yield pa.RecordBatch.from_arrays([*batch.columns, *out],
+                                             names=[*batch.schema.names, *[name for name, _, _ in renderers]])
+
+    return run
 
 
 def _input_columns(schema, targets: Sequence[Target], key: str,
@@ -522,7 +629,7 @@ def render_projection(schema, renderers: Sequence[Any], key: str) -> list:
             wanted[top][sub] = None
 
     if any(r.input_columns is None for r in renderers):
-        return [F.col(f"`{c.name}`") for c in schema.fields if c.name != MATCHES]
+        return [F.col(f"`{c}`") for c in _input_names(schema, renderers)]
     for r in renderers:
         for path in r.input_columns:
             want(path)
@@ -549,15 +656,15 @@ def generate_entity(spark, aggregate_df, definitions: Sequence[Definition], *, e
                     progress: Callable[[str], None] | None = None, jvm: bool = True) -> dict[str, Any]:
     """Generate every definition of one entity kind in one pass; return per-definition stats.
 
-    With ``jvm`` (the default), a pass whose outputs all use built-in offer templates renders
-    them and writes their parts in the JVM (generator/jvm.py); else Python renders.
+    With ``jvm`` (the default), the outputs that use built-in offer templates are rendered and
+    their parts written in the JVM (generator/jvm.py); the rest in Python, in a second pass
+    over the same aggregate that evaluates only the definitions of those outputs. The two
+    passes run as one Spark job. Each output's stats say which path rendered it
+    (``render_path``) and, for Python, why (``reason``).
 
     Writes ``runs/<run_id>/feeds|segments/<id>/`` (parts + manifest) and a staging Parquet
     with the snapshot rows at ``runs/<run_id>/_generate/<entity>/``.
     """
-    from pyspark.sql import functions as F
-
-    from feedgen.generator.compile import MATCHES
     from feedgen.generator.render import get_renderer
 
     say = progress or (lambda _m: None)
@@ -582,21 +689,27 @@ def generate_entity(spark, aggregate_df, definitions: Sequence[Definition], *, e
         return write_chrome(base / t.folder, renderer.fmt, renderer.header(ctx), renderer.footer(ctx))
 
     t0 = time.monotonic()
-    render_path, read = "python", "arrow"
-    say(f"{entity}: membership of {len(definitions)} definitions, rendering {len(targets)} outputs")
+    reasons = route_targets(spark, aggregate_df.schema, entity, targets, jvm=jvm)
+    on_jvm = {t.index for t in targets if reasons[t.index] is None}
+    read = {t.index: "arrow" for t in targets}
+    say(f"{entity}: membership of {len(definitions)} definitions, rendering {len(targets)} outputs "
+        f"({len(on_jvm)} in the JVM, {len(targets) - len(on_jvm)} in Python)")
     # headers and footers do not depend on the pass: a driver thread writes them while the
     # executors work (two small files per target, most of the driver's work at 1,000 feeds)
     with ThreadPoolExecutor(max_workers=1) as chrome_pool:
         chrome_job = chrome_pool.submit(lambda: {t.index: chrome_of(t) for t in targets})
         if definitions:
-            if jvm and not plan.membership and jvm_targets(spark, aggregate_df.schema, entity, targets):
-                say(f"{entity}: rendering in the JVM")
-                render_path = "jvm"
-                rows_df, read = _jvm_pass(spark, aggregate_df, definitions, plan, as_of, all_segments)
-            else:
-                df = matched(spark, aggregate_df, definitions, key, as_of, all_segments)
-                df = df.select(*_input_columns(df.schema, targets, key, user_templates_dir), F.col(MATCHES))
-                rows_df = df.mapInArrow(_arrow_partitions(plan), ROW_SCHEMA)
+            passes = []
+            if on_jvm:
+                rows_df, how = _jvm_pass(spark, aggregate_df, *_subset(definitions, plan, on_jvm), as_of, all_segments)
+                read.update(dict.fromkeys(on_jvm, how))
+                passes.append(rows_df)
+            if len(on_jvm) < len(targets):
+                in_python = {t.index for t in targets} - on_jvm
+                passes.append(_python_pass(spark, aggregate_df, *_subset(definitions, plan, in_python), as_of,
+                                           all_segments, jvm))
+            # one job: the tasks of both passes share the executors
+            rows_df = passes[0] if len(passes) == 1 else passes[0].unionByName(passes[1])
             rows_df.write.mode("overwrite").parquet(str(staging))
             rows = _small_rows(staging)
         else:
@@ -606,7 +719,8 @@ def generate_entity(spark, aggregate_df, definitions: Sequence[Definition], *, e
 
     parts: dict[int, list[dict]] = defaultdict(list)
     stats: dict[int, dict[str, Any]] = defaultdict(lambda: {
-        "candidates": 0, "renders": 0, "excluded": Counter(), "warnings": Counter(), "samples": defaultdict(list), "nulls": Counter()})
+        "candidates": 0, "renders": 0, "excluded": Counter(), "warnings": Counter(), "samples": defaultdict(list),
+        "nulls": Counter(), "runner_ups": 0})
     for r in rows:
         info = json.loads(r["info"])
         if r["kind"] == "part":
@@ -615,6 +729,7 @@ def generate_entity(spark, aggregate_df, definitions: Sequence[Definition], *, e
         s = stats[r["target"]]
         s["candidates"] += info["candidates"]
         s["renders"] += info["renders"]
+        s["runner_ups"] += info.get("runner_ups", 0)
         for name in ("excluded", "warnings", "nulls"):
             s[name].update(info[name])
         for reason, keys in info["samples"].items():
@@ -647,8 +762,7 @@ def generate_entity(spark, aggregate_df, definitions: Sequence[Definition], *, e
     for t, manifest in zip(targets, manifests, strict=True):
         d = owner[t.index]
         renderer = get_renderer(t.template, t.options, templates_dir)
-        s = stats.get(t.index) or {"candidates": 0, "renders": 0, "excluded": Counter(), "warnings": Counter(),
-                                   "samples": {}, "nulls": Counter()}
+        s = stats[t.index]
         items = manifest["items"]
         candidates = s["candidates"]
         entry = {
@@ -662,7 +776,13 @@ def generate_entity(spark, aggregate_df, definitions: Sequence[Definition], *, e
                            for f in renderer.required_fields},
             "files": len(manifest["files"]), "bytes": sum(f["bytes"] for f in manifest["files"]),
             "raw_bytes": sum(f["raw_bytes"] for f in manifest["files"]),
+            # which renderer wrote it, how the pass read the aggregate, and why not the JVM
+            "render_path": "python" if reasons[t.index] else "jvm", "input": read[t.index],
+            "reason": reasons[t.index],
         }
+        if d.pick_one_per:
+            # picks whose first offer by order_by fails the template, so the next valid one was taken
+            entry["pick_runner_ups"] = s["runner_ups"]
         if s.get("failed"):
             # the first item the user template failed on, with the file:line of the error
             entry["template_error"] = {k: v for k, v in s["failed"].items() if k != "partition"}
@@ -673,8 +793,6 @@ def generate_entity(spark, aggregate_df, definitions: Sequence[Definition], *, e
             out[d.id]["exports"][t.template] = entry
     for d_id in out:
         out[d_id]["render_seconds"] = round(render_seconds, 3)
-        out[d_id]["renderer"] = render_path
-        out[d_id]["input"] = read
     return out
 
 
@@ -704,14 +822,47 @@ def snapshot_items(spark, root: str | Path, run_id: str, entity: str, target_ind
 # -- the JVM renderer's path ----------------------------------------------------------------
 
 
-def jvm_targets(spark, schema, entity: str, targets: Sequence[Target]) -> bool:
-    """Whether every target renders in the JVM (generator/jvm.py): then the whole pass runs there."""
-    from feedgen.generator.jvm import jvm_renderable
+def route_targets(spark, schema, entity: str, targets: Sequence[Target], *, jvm: bool = True) -> list[str | None]:
+    """Per target: None when the JVM renders it (generator/jvm.py), else why Python does."""
+    from feedgen.generator.jvm import jvm_unrenderable
+    from feedgen.generator.render import renderer_key
 
+    if not jvm:
+        return ["the JVM renderer is switched off (generate.jvm_render: false)"] * len(targets)
+    if entity != "offer":
+        return [f"{entity} exports render in Python: the JVM renders offer templates only"] * len(targets)
     # once per renderer, not per target: a thousand feeds share three templates
-    keys, _ = _renderer_indices(targets)
-    return entity == "offer" and bool(keys) and all(
-        not options and jvm_renderable(spark, name, None, schema) for name, options in keys)
+    why: dict[tuple, str | None] = {}
+    out = []
+    for t in targets:
+        rk = renderer_key(t.template, t.options)
+        if rk not in why:
+            why[rk] = jvm_unrenderable(spark, t.template, t.options, schema)
+        out.append(why[rk])
+    return out
+
+
+def _subset(definitions: Sequence[Definition], plan: EntityPlan, keep: set[int]) -> tuple[list[Definition], EntityPlan]:
+    """The definitions with a target in ``keep``, and the plan that routes their rows to those targets only."""
+    idx = [i for i, ts in enumerate(plan.def_targets) if keep.intersection(ts)]
+    return [definitions[i] for i in idx], replace(
+        plan, def_targets=[[t for t in plan.def_targets[i] if t in keep] for i in idx],
+        definition_ids=[plan.definition_ids[i] for i in idx])
+
+
+def _python_pass(spark, aggregate_df, definitions: Sequence[Definition], plan: EntityPlan, as_of: datetime,
+                 all_segments: dict | None, jvm: bool):
+    """The pass's part, stat and snap (and member) rows, rendered by render.py in a ``mapInArrow``."""
+    from pyspark.sql import functions as F
+
+    from feedgen.generator.compile import MATCHES
+
+    df = matched(spark, aggregate_df, definitions, plan.key, as_of, all_segments,
+                 user_templates_dir=plan.user_templates_dir, jvm=jvm)
+    routed = [plan.targets[t] for t in sorted({t for ts in plan.def_targets for t in ts})]
+    df = df.select(*_input_columns(df.schema, routed, plan.key, plan.user_templates_dir), F.col(MATCHES),
+                   *([F.col(RUNNER_UP)] if RUNNER_UP in df.columns else []))
+    return df.mapInArrow(_arrow_partitions(plan), ROW_SCHEMA)
 
 
 def _renderer_indices(targets: Sequence[Target]) -> tuple[list[tuple], list[int]]:
@@ -738,7 +889,8 @@ def _jvm_pass(spark, aggregate_df, definitions: Sequence[Definition], plan: Enti
     bytes); no row goes through Python. The definitions of ``split_lookups`` are matched
     there too, by looking the field's value up in a hash table (no join, no array per
     row); the rest arrive as ``_matches``. With ``pick_one_per``, which needs every
-    definition's matches in Spark, all arrive as ``_matches``.
+    definition's matches in Spark, all arrive as ``_matches``. Targets that no definition
+    of ``plan`` routes to (those Python renders) have no renderer here.
     """
     from pyspark.sql import functions as F
 
@@ -746,10 +898,12 @@ def _jvm_pass(spark, aggregate_df, definitions: Sequence[Definition], plan: Enti
     from feedgen.generator.jvm import generate_pass, offer_columns
     from feedgen.generator.render import get_renderer
 
+    runner_up = []
     if any(d.pick_one_per for d in definitions):
         lookups: list[tuple[str, dict[str, list[int]]]] = []
         df = matched(spark, aggregate_df, definitions, plan.key, as_of, all_segments)
         matches = True
+        runner_up = [F.col(RUNNER_UP)] if RUNNER_UP in df.columns else []
     else:
         lookups, rest = split_lookups(definitions, aggregate_df.schema)
         df, matches = aggregate_df, bool(rest)
@@ -757,14 +911,18 @@ def _jvm_pass(spark, aggregate_df, definitions: Sequence[Definition], plan: Enti
             df = rest_memberships(df, definitions, rest, as_of, all_segments=all_segments)
             if not lookups:
                 df = df.where(F.size(F.col(MATCHES)) > 0)
-    keys, of_target = _renderer_indices(plan.targets)
-    renderers = [{"template": rk[0], "payload": any(t.events for t, r in zip(plan.targets, of_target, strict=True)
-                                                    if r == n)} for n, rk in enumerate(keys)]
-    targets = [{"folder": t.folder, "fmt": get_renderer(t.template, t.options).fmt, "events": t.events,
-                "renderer": of_target[t.index]} for t in plan.targets]
+    routed = sorted({t for ts in plan.def_targets for t in ts})
+    keys, of_routed = _renderer_indices([plan.targets[t] for t in routed])
+    renderer_of = dict(zip(routed, of_routed, strict=True))
+    renderers = [{"template": rk[0], "payload": any(plan.targets[t].events for t in routed if renderer_of[t] == n)}
+                 for n, rk in enumerate(keys)]
+    targets = [{"folder": t.folder, "events": t.events, "renderer": renderer_of.get(t.index, -1),
+                "fmt": get_renderer(t.template, t.options).fmt if t.index in renderer_of else ""}
+               for t in plan.targets]
     lookup_columns = [field_column(path).alias(f"_fg_lookup{n}") for n, (path, _) in enumerate(lookups)]
+    # the runner-up column goes last and GeneratePass finds it by name
     columns = [F.col(plan.key).cast("string").alias("_key"), *offer_columns(),
-               *([F.col(MATCHES).cast("array<int>")] if matches else []), *lookup_columns]
+               *([F.col(MATCHES).cast("array<int>")] if matches else []), *lookup_columns, *runner_up]
     # only lookups: the inputs straight from the aggregate, for GeneratePass to read from
     # the scan's column batches when the aggregate is a plain Parquet read
     columnar = None if matches else aggregate_df.select(F.col(plan.key), *offer_columns(prices_as_read=True),

@@ -31,7 +31,10 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from feedgen.jobs.errors import RunFailed
+from feedgen.core.errors import RunFailed
+from feedgen.core.runs import format_ts, read_run, run_dir, utcnow
+from feedgen.core.serving import serving_store
+from feedgen.core.store import LocalStore
 
 __all__ = [
     "FORMAT", "INDEX_NAME", "MANIFEST_NAME", "POINTER_KEY", "build_membership_index", "decode_segs",
@@ -189,7 +192,6 @@ def _member_rows(spark, root: str | Path, run_id: str, customers_df=None) -> Ite
     from pyspark.sql import functions as F
 
     from feedgen.generator.generate import STAGING
-    from feedgen.jobs.runs import run_dir
 
     staging = run_dir(root, run_id) / STAGING / "customer"
     if not staging.is_dir():
@@ -217,8 +219,6 @@ def build_membership_index(spark, root: str | Path, run_id: str, definitions: It
     customers in no segment answer ``known: true`` with an empty list; without it only
     customers in at least one segment are known. The manifest gains ``build_seconds``.
     """
-    from feedgen.jobs.runs import read_run, run_dir
-
     started = time.monotonic()
     segments = [segment_attributes(d) for d in definitions
                 if getattr(d, "kind", None) == "segment" and getattr(d, "entity", "customer") == "customer"]
@@ -246,10 +246,6 @@ def publish_membership(config: Any, run_id: str, store: Any = None) -> dict[str,
     pointer already names a newer run. Returns the pointer written (or kept), or None
     when the run has no membership index (no customer segments).
     """
-    from feedgen.jobs.publish import serving_store
-    from feedgen.jobs.runs import format_ts, run_dir, utcnow
-    from feedgen.jobs.store import LocalStore
-
     folder = run_dir(config.root, run_id) / FOLDER
     manifest_path = folder / MANIFEST_NAME
     if not manifest_path.is_file():

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from feedgen.jobs.errors import FeedgenError
+from feedgen.core.errors import FeedgenError
 
 __all__ = [
     "CONTENT_TYPES",

@@ -6,10 +6,10 @@ renderer (generator/render.py) implements them from templates/.
 
 from __future__ import annotations
 
+from feedgen.generator.offer_spec import CHANNELS
+
 FEED_TEMPLATES: dict[str, str] = {
-    "google_merchant_rss": "xml",
-    "meta_catalog_xml": "xml",
-    "meta_catalog_csv": "csv",
+    **{name: channel.fmt for name, channel in CHANNELS.items()},   # the offer channels
     "generic_csv": "csv",
     "generic_tsv": "tsv",
 }

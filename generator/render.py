@@ -30,12 +30,23 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from functools import cache, lru_cache
+from operator import methodcaller
 from pathlib import Path
 from typing import Any
 
 import jinja2
 
+from feedgen.core.errors import BadInput
+from feedgen.core.paths import TEMPLATES_DIR
 from feedgen.generator import audience as A
+from feedgen.generator.offer_spec import (
+    CHANNELS,
+    INPUTS,
+    Rule,
+    compiled,
+    input_paths,
+    required_paths,
+)
 from feedgen.generator.registry import AUDIENCE_EXPORTS, FEED_TEMPLATES, TEMPLATE_ENTITY
 from feedgen.generator.sandbox import (
     TEMPLATE_OPTIONS,
@@ -53,8 +64,6 @@ from feedgen.generator.xmlsafe import (
     tsv_cell,
     xml_clean,
 )
-from feedgen.jobs.errors import BadInput
-from feedgen.jobs.paths import TEMPLATES_DIR
 
 __all__ = ["MAX_FILE_BYTES", "TEMPLATE_FAILURES", "RenderResult", "Renderer", "get_renderer", "render_count",
            "render_options", "renderer_key"]
@@ -159,28 +168,23 @@ def _row_writer(sep: str, neutralise: bool) -> Callable[[list], str]:
     return row
 
 
+def _cut(text: str, limit: int | None) -> tuple[str | None, bool]:
+    """``text`` (None when empty) cut at ``limit`` code points (0, None: none) with an ellipsis, and whether it was."""
+    if not text:
+        return None, False
+    if limit and len(text) > limit:
+        return text[: limit - 1].rstrip() + "…", True
+    return text, False
+
+
 def _text(value: Any, limit: int | None = None) -> tuple[str | None, bool]:
     """Cleaned single-spaced text and whether it was cut at ``limit``."""
-    if value is None:
-        return None, False
-    text = " ".join(xml_clean(str(value)).split())
-    if not text:
-        return None, False
-    if limit is not None and len(text) > limit:
-        return text[: limit - 1].rstrip() + "…", True
-    return text, False
+    return (None, False) if value is None else _cut(" ".join(xml_clean(str(value)).split()), limit)
 
 
-def _long_text(value: Any, limit: int) -> tuple[str | None, bool]:
+def _long_text(value: Any, limit: int | None = None) -> tuple[str | None, bool]:
     # descriptions keep their line breaks
-    if value is None:
-        return None, False
-    text = xml_clean(str(value)).strip()
-    if not text:
-        return None, False
-    if len(text) > limit:
-        return text[: limit - 1].rstrip() + "…", True
-    return text, False
+    return (None, False) if value is None else _cut(xml_clean(str(value)).strip(), limit)
 
 
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
@@ -204,10 +208,6 @@ def _money(value: Any) -> tuple[Decimal, str] | None:
     return amount, currency
 
 
-def _fmt_money(money: tuple[Decimal, str]) -> str:
-    return f"{money[0]:.2f} {money[1]}"
-
-
 @lru_cache(maxsize=1 << 16)  # offers of one product share its gtin
 def _gtin_ok(gtin: str) -> bool:
     if not gtin.isdigit() or not gtin.isascii() or len(gtin) not in (8, 12, 13, 14):
@@ -218,139 +218,214 @@ def _gtin_ok(gtin: str) -> bool:
     return (10 - total % 10) % 10 == check
 
 
-def _url(value: Any) -> str | None:
+def _url(value: Any, limit: int = 2000) -> str | None:
     if not isinstance(value, str):
         return None
     url = xml_clean(value).strip()
-    return url if len(url) <= 2000 and _URL.match(url) else None
+    return url if (not limit or len(url) <= limit) and _URL.match(url) else None
 
 
 # ---------------------------------------------------------------------------------------
 # offers
 
 
-_AVAILABILITY_ALIASES = {
-    "in_stock": "in_stock", "instock": "in_stock", "in stock": "in_stock",
-    "available": "in_stock", "out_of_stock": "out_of_stock", "outofstock": "out_of_stock",
-    "out of stock": "out_of_stock", "sold_out": "out_of_stock", "preorder": "preorder",
-    "pre_order": "preorder", "backorder": "backorder", "back_order": "backorder",
-    "available for order": "backorder",
-}
-_CONDITIONS = {"new", "used", "refurbished"}
+def _add(codes: list, code: str | None) -> None:
+    if code:
+        codes.append(code)
 
 
-def _offer_fields(item: Mapping, errors: list[str], warnings: list[str], *,
-                  id_max: int, title_max: int, description_max: int) -> dict:
-    """The values every offer template shares, checked; Google's vocabulary."""
-    f: dict[str, Any] = {}
-    offer_id = item.get("offer_id")
-    offer_id = xml_clean(str(offer_id)).strip() if offer_id is not None else ""
-    if not offer_id:
-        errors.append("missing_id")
-    elif len(offer_id) > id_max:
-        errors.append("id_too_long")
-    f["id"] = offer_id
+def _fmt(money: tuple[Decimal, str], style: str) -> str:
+    return f"{money[0]:.2f}" if style == "amount" else f"{money[0]:.2f} {money[1]}"
 
-    title, cut = _text(item.get("title"), title_max)
-    if title is None:
-        title, cut = _text(_get(item, "product.name"), title_max)
-    if title is None:
-        errors.append("missing_title")
-    elif cut:
-        warnings.append("title_truncated")
-    f["title"] = title
 
-    description, cut = _long_text(item.get("description"), description_max)
-    if description is None:
-        description = title
-        warnings.append("description_missing")
-    elif cut:
-        warnings.append("description_truncated")
-    f["description"] = description
+def _none(rule: Rule, f: list, errors: list, warnings: list) -> Any:
+    # no source had a value: an earlier field's, or the field is missing
+    if rule.fallback >= 0:
+        _add(warnings, rule.fallback_warning)
+        return f[rule.fallback]
+    _add(errors, rule.missing)
+    return None
 
-    raw_link = item.get("link")
-    f["link"] = _url(raw_link)
-    if f["link"] is None:
-        errors.append("missing_link" if not raw_link else "bad_link")
-    raw_image = item.get("image_link")
-    f["image_link"] = _url(raw_image)
-    if f["image_link"] is None:
-        errors.append("missing_image_link" if not raw_image else "bad_image_link")
 
-    availability = item.get("availability")
-    availability = _AVAILABILITY_ALIASES.get(str(availability).strip().lower()) if availability else None
-    if availability is None:
-        stock = item.get("stock")
-        if isinstance(stock, int):
-            availability = "in_stock" if stock > 0 else "out_of_stock"
-            warnings.append("availability_from_stock")
-        else:
-            errors.append("bad_availability")
-    f["availability"] = availability
+def _clean_id(rule: Rule, values: dict, f: list, errors: list, warnings: list) -> Any:
+    raw = values[rule.sources[0]]
+    value = xml_clean(str(raw)).strip() if raw is not None else ""
+    if not value:
+        _add(errors, rule.missing)
+    elif rule.limit and len(value) > rule.limit:
+        _add(errors, rule.too_long)
+    elif rule.id_chars is not None and not set(value) <= set(rule.id_chars):
+        _add(errors, rule.refused)
+    return value
 
-    price = _money(item.get("price"))
+
+def _clean_text(rule: Rule, values: dict, f: list, errors: list, warnings: list, clean=_text) -> Any:
+    for s in rule.sources:
+        value, cut = clean(values[s], rule.limit)
+        if value is not None:
+            if cut:
+                _add(warnings, rule.cut)
+            return value
+    return _none(rule, f, errors, warnings)
+
+
+def _clean_long_text(rule: Rule, values: dict, f: list, errors: list, warnings: list) -> Any:
+    return _clean_text(rule, values, f, errors, warnings, _long_text)
+
+
+def _clean_url(rule: Rule, values: dict, f: list, errors: list, warnings: list) -> Any:
+    given = False
+    for s in rule.sources:
+        given = given or bool(values[s])
+        value = _url(values[s], rule.limit)
+        if value is not None:
+            return value
+    _add(errors, rule.bad if given else rule.missing)
+    return None
+
+
+def _clean_choice(rule: Rule, values: dict, f: list, errors: list, warnings: list) -> Any:
+    for s in rule.sources:
+        raw = values[s]
+        if _INPUT_INT[s]:
+            # the stock says what no source did (availability)
+            if isinstance(raw, int):
+                _add(warnings, rule.fallback_warning)
+                return "in_stock" if raw > 0 else "out_of_stock"
+        elif raw:
+            value = rule.aliases.get(str(raw).strip().lower())
+            if value is not None:
+                return value
+            if rule.invalid:
+                warnings.append(rule.invalid)
+                return None
+    _add(errors, rule.missing)
+    return None
+
+
+def _clean_money(rule: Rule, values: dict, f: list, errors: list, warnings: list) -> Any:
+    raw = values[rule.sources[0]]
+    money = _money(raw)
+    if money is None:
+        _add(errors, rule.bad if _is_map(raw) and raw.get("amount") else rule.missing)
+        return None
+    if rule.currencies is not None and money[1] not in rule.currencies:
+        _add(errors, rule.refused)
+        return None
+    return _fmt(money, rule.money)
+
+
+def _clean_sale_price(rule: Rule, values: dict, f: list, errors: list, warnings: list) -> Any:
+    # the lowest price the shopper pays among the candidates (a campaign's, the seller's
+    # sale price: the last source), shown only when below the price in its currency
+    price = _money(values[rule.sources[0]])
     if price is None:
-        errors.append("missing_price" if not _get(item, "price.amount") else "bad_price")
-        f["price"] = None
-        f["sale_price"] = None
-    else:
-        f["price"] = _fmt_money(price)
-        # the lowest price the shopper pays: a campaign (effective_price) or the seller's
-        # sale price, shown only when it is below the regular price in the same currency
-        sale = None
-        seller_sale = _money(item.get("sale_price"))
-        for candidate in (_money(item.get("effective_price")), seller_sale):
-            if candidate and candidate[1] == price[1] and candidate[0] < price[0]:
-                sale = candidate if sale is None or candidate[0] < sale[0] else sale
-        if sale is None and seller_sale is not None:
-            warnings.append("sale_price_not_below_price")
-        f["sale_price"] = _fmt_money(sale) if sale else None
-
-    condition = item.get("condition")
-    condition = str(condition).strip().lower() if condition else None
-    if condition is not None and condition not in _CONDITIONS:
-        warnings.append("unknown_condition")
-        condition = None
-    f["condition"] = condition
-
-    f["brand"], cut = _text(item.get("brand") or _get(item, "product.brand"), 70)
-    if cut:
-        warnings.append("brand_truncated")
-    gtin = item.get("gtin") or _get(item, "product.gtin")
-    if gtin and not (type(gtin) is str and gtin.isdigit()):
-        gtin = re.sub(r"[\s-]", "", str(gtin))
-    gtin = gtin or None
-    if gtin is not None and not _gtin_ok(gtin):
-        warnings.append("invalid_gtin")
-        gtin = None
-    f["gtin"] = gtin
-    f["mpn"], cut = _text(item.get("mpn"), 70)
-    if cut:
-        warnings.append("mpn_truncated")
-    f["product_type"], _ = _text(_get(item, "category.path"), 750)
-    return f
+        return None
+    sale = candidate = None
+    for s in rule.sources[1:]:
+        candidate = _money(values[s])
+        if candidate and candidate[1] == price[1] and candidate[0] < price[0] \
+                and (sale is None or candidate[0] < sale[0]):
+            sale = candidate
+    if sale is None and candidate is not None:
+        _add(warnings, rule.invalid)
+    return _fmt(sale, rule.money) if sale else None
 
 
-def _prepare_google(item: Mapping, options: Mapping, errors: list, warnings: list) -> dict:
-    f = _offer_fields(item, errors, warnings, id_max=50, title_max=150, description_max=5000)
-    f["identifier_exists"] = "no" if not f["gtin"] and not f["mpn"] else None
-    return f
+_SPACE_DASH = re.compile(r"[\s-]")
 
 
-_META_AVAILABILITY = {"in_stock": "in stock", "out_of_stock": "out of stock",
-                      "preorder": "preorder", "backorder": "available for order"}
+def _clean_gtin(rule: Rule, values: dict, f: list, errors: list, warnings: list) -> Any:
+    for s in rule.sources:
+        gtin = values[s]
+        if gtin and not (type(gtin) is str and gtin.isdigit()):
+            gtin = _SPACE_DASH.sub("", str(gtin))
+        if gtin:
+            if _gtin_ok(gtin):
+                return gtin
+            _add(warnings, rule.invalid)
+            return None
+    return None
 
 
-def _prepare_meta(item: Mapping, options: Mapping, errors: list, warnings: list) -> dict:
-    f = _offer_fields(item, errors, warnings, id_max=100, title_max=200, description_max=9999)
-    f["availability"] = _META_AVAILABILITY.get(f["availability"] or "")
-    if f["condition"] is None:
-        # Meta requires a condition; a marketplace offer without one is sold as new
-        f["condition"] = "new"
-        warnings.append("condition_missing")
-    if not (f["brand"] or f["gtin"] or f["mpn"]):
-        errors.append("missing_brand_gtin_mpn")
-    return f
+def _clean_coalesce(rule: Rule, values: dict, f: list, errors: list, warnings: list) -> Any:
+    return next((f[i] for i in rule.of if f[i] is not None), None)
+
+
+def _clean_flag(rule: Rule, values: dict, f: list, errors: list, warnings: list) -> Any:
+    return None if any(f[i] for i in rule.of) else rule.value
+
+
+_CLEANERS: dict[str, Callable[..., Any]] = {
+    "id": _clean_id, "text": _clean_text, "long_text": _clean_long_text, "url": _clean_url,
+    "choice": _clean_choice, "money": _clean_money, "sale_price": _clean_sale_price, "gtin": _clean_gtin,
+    "coalesce": _clean_coalesce, "flag": _clean_flag,
+}
+_INPUT_INT = [i.type == "int" for i in INPUTS]
+
+
+def _reader(path: str) -> Callable[[Mapping], Any]:
+    top, _, sub = path.partition(".")
+    if not sub:
+        return methodcaller("get", top)
+
+    def read(item: Mapping) -> Any:
+        value = item.get(top)
+        return value.get(sub) if value is not None and _is_map(value) else None
+
+    return read
+
+
+_READERS = [_reader(i.path) for i in INPUTS]
+_COLUMNS = [(n, i.path) for n, i in enumerate(INPUTS) if "." not in i.path]
+
+
+class _Inputs(dict):
+    """An item's inputs by index: the columns at once, struct fields when a rule first asks."""
+
+    __slots__ = ("item",)
+
+    def __init__(self, item: Mapping) -> None:
+        super().__init__([(n, item.get(path)) for n, path in _COLUMNS])
+        self.item = item
+
+    def __missing__(self, index: int) -> Any:
+        value = self[index] = _READERS[index](self.item)
+        return value
+
+
+def _offer_prepare(flavour: str) -> Callable[[Mapping, Mapping, list, list], dict]:
+    """The prepare step of an offer flavour: offer_spec's rules, in order."""
+    spec = compiled(flavour)
+    # (rule, cleaner, whether a vocabulary or default applies after it)
+    steps = [(rule, _CLEANERS[rule.clean], rule.vocab is not None or rule.default is not None)
+             for rule in spec.rules]
+    names = [rule.name for rule in spec.rules]
+
+    def prepare(item: Mapping, options: Mapping, errors: list, warnings: list) -> dict:
+        values = _Inputs(item)
+        f: list = []
+        for rule, clean, post in steps:
+            value = clean(rule, values, f, errors, warnings)
+            if not post:
+                f.append(value)
+                continue
+            if value is not None and rule.vocab is not None:
+                if value in rule.vocab:
+                    value = rule.vocab[value]
+                else:
+                    _add(errors, rule.refused)
+                    value = None
+            if value is None and rule.default is not None:
+                value = rule.default
+                _add(warnings, rule.default_warning)
+            f.append(value)
+        for group, error in spec.require_any:
+            if not any(f[i] for i in group):
+                errors.append(error)
+        return dict(zip(names, f, strict=True))
+
+    return prepare
 
 
 # ---------------------------------------------------------------------------------------
@@ -407,7 +482,7 @@ def _prepare_meta_ca(item: Mapping, options: Mapping, errors: list, warnings: li
 
 
 def _aggregate_paths(entity: str) -> list[str]:
-    from feedgen.aggregator.schemas import AGGREGATE_SCHEMAS  # pyspark: load only when asked
+    from feedgen.aggregator.schemas import AGGREGATE_SCHEMAS  # lazy: pyspark, only when asked
 
     paths: list[str] = []
 
@@ -461,8 +536,10 @@ def _environment(folder: str, fmt: str, sandboxed: bool) -> jinja2.Environment:
     if sandboxed:
         # built-in prepare steps clean every value already; user templates get any value
         return user_environment(folder, fmt, _finalize_xml if fmt == "xml" else _finalize_text)
+    # a name the prepare step does not set is an error (StrictUndefined); a field without a
+    # value writes nothing, as in RenderOffer.java
     return jinja2.Environment(loader=jinja2.FileSystemLoader(folder), autoescape=fmt == "xml",
-                              undefined=jinja2.StrictUndefined, **TEMPLATE_OPTIONS)
+                              undefined=jinja2.StrictUndefined, finalize=_finalize_text, **TEMPLATE_OPTIONS)
 
 
 @dataclass(frozen=True)
@@ -473,23 +550,17 @@ class _Builtin:
     input_columns: tuple[str, ...] | None = None
 
 
-# What the built-in offer renderers read: whole columns, or ``column.field`` when only
-# some fields of a struct are used (the generator ships only those to Python).
-_OFFER_COLUMNS = ("offer_id", "title", "description", "link", "image_link", "availability",
-                  "stock", "price", "sale_price", "effective_price", "condition", "brand",
-                  "gtin", "mpn", "category.path", "product.name", "product.brand", "product.gtin")
 _CUSTOMER_COLUMNS = ("customer_id", "email", "phone", "first_name", "last_name", "country",
                      "city", "zip")
-_OFFER_REQUIRED = ("offer_id", "title", "link", "image_link", "price.amount",
-                   "price.currency", "availability")
 # Every CSV/TSV template neutralises formulas in its text cells (_row_writer). The typed
 # columns that partners parse (Meta's price "15.00 PLN", availability, condition, link,
 # gtin; the audiences' SHA-256 hashes and country code) are checked values that never
 # start with = + - @, so the rule leaves them as the partner expects them.
 BUILTINS: dict[str, _Builtin] = {
-    "google_merchant_rss": _Builtin(_prepare_google, _OFFER_REQUIRED, False, _OFFER_COLUMNS),
-    "meta_catalog_xml": _Builtin(_prepare_meta, _OFFER_REQUIRED, False, _OFFER_COLUMNS),
-    "meta_catalog_csv": _Builtin(_prepare_meta, _OFFER_REQUIRED, True, _OFFER_COLUMNS),
+    # the offer channels of generator/offer_spec.py: the inputs they read ("column.field"
+    # when only some fields of a struct are used; the generator ships only those to Python)
+    **{name: _Builtin(_offer_prepare(c.flavour), required_paths(c.flavour), c.fmt != "xml", input_paths())
+       for name, c in CHANNELS.items()},
     "generic_csv": _Builtin(lambda *a: {}, ("offer_id",), True),
     "generic_tsv": _Builtin(lambda *a: {}, ("offer_id",), True),
     "google_customer_match": _Builtin(_prepare_google_cm, ("customer_id", "email"), True,
@@ -501,11 +572,7 @@ BUILTINS: dict[str, _Builtin] = {
 
 # Largest file a partner takes (uncompressed bytes); the generator passes it to
 # write_manifest unless a definition sets its own limit.
-MAX_FILE_BYTES: dict[str, int] = {
-    "google_merchant_rss": 4_000_000_000,
-    "meta_catalog_xml": 100_000_000,
-    "meta_catalog_csv": 100_000_000,
-}
+MAX_FILE_BYTES: dict[str, int] = {name: c.max_file_bytes for name, c in CHANNELS.items() if c.max_file_bytes}
 
 _render_counter = threading.local()
 

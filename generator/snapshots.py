@@ -24,8 +24,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from feedgen.jobs.errors import BadInput, FeedgenError
-from feedgen.jobs.runs import format_ts, parse_as_of, run_dir
+from feedgen.core.errors import BadInput, FeedgenError
+from feedgen.core.runs import format_ts, parse_as_of, run_dir
 
 DEFAULT_REFRESH_AFTER = timedelta(days=28)
 DELTA_MARKER = "_delta.json"

@@ -289,7 +289,7 @@ _SAMPLE_TEXT = {
 
 def sample_item(entity: str) -> dict[str, Any]:
     """An aggregate row of ``entity`` with every field present and a plausible value."""
-    from feedgen.aggregator.schemas import AGGREGATE_SCHEMAS  # pyspark: load only when asked
+    from feedgen.aggregator.schemas import AGGREGATE_SCHEMAS  # lazy: pyspark, only when asked
 
     return _sample(AGGREGATE_SCHEMAS[entity], "")
 

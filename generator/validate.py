@@ -15,6 +15,8 @@ from typing import Any
 from pyspark.sql import types as T
 
 from feedgen.aggregator.schemas import AGGREGATE_SCHEMAS
+from feedgen.core.config_schema import gate_problem
+from feedgen.core.errors import DefinitionError
 from feedgen.generator.definitions import Definition
 from feedgen.generator.fields import FieldNotFound, coerce, describe, kind_of, leaf_paths, resolve
 from feedgen.generator.parse import Problem, did_you_mean, type_label
@@ -43,8 +45,6 @@ from feedgen.generator.tree import (
     StringMatch,
     TimeWindow,
 )
-from feedgen.jobs.config_schema import gate_problem
-from feedgen.jobs.errors import DefinitionError
 
 ID_PATTERN = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
 MAX_ID_LENGTH = 128  # the file server routes ids of at most 128 characters (fileserver/params.py)
@@ -304,7 +304,7 @@ class _Checker:
             self.problem(d.line_of("delivery"), "delivery.destinations",
                          "destinations must be a list of connector names", "write destinations: [meta_catalog_batch]")
         for key, value in d.gates.items():
-            # the same rules as the config's gates section (feedgen.jobs.config_schema.Gates)
+            # the same rules as the config's gates section (feedgen.core.config_schema.Gates)
             if key in ("enabled", "allow_empty"):
                 fix = f"write {key}: true or {key}: false"
             elif key == "refresh_after":

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from feedgen.core.paths import TEMPLATES_DIR
 from feedgen.generator.definitions import Definition, _dedupe, _definitions_of_file
 from feedgen.generator.parse import LocDict, LocList, Problem, located
 from feedgen.generator.tree import InSegment
@@ -159,11 +160,9 @@ _FINGERPRINTS: dict[tuple, str] = {}
 
 
 def _fingerprinted_files(templates_dir: str | Path | None) -> list[tuple[str, Path, Any]]:
-    from feedgen.jobs.paths import TEMPLATES_DIR
-
     here = Path(__file__).resolve().parent
     code = [*sorted(here.glob("*.py")), here.parent / "aggregator" / "schemas.py",
-            here.parent / "jobs" / "config_schema.py"]
+            here.parent / "core" / "config_schema.py"]
     out = [(f"code:{p.name}", p, p.stat()) for p in code if p.is_file()]
     for label, folder in (("builtin", TEMPLATES_DIR), ("user", templates_dir)):
         if folder and Path(folder).is_dir():

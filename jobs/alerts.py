@@ -21,7 +21,9 @@ import urllib.request
 from collections.abc import Iterable
 from typing import Any
 
-from feedgen.jobs.runs import format_ts, run_dir, utcnow
+from feedgen.console.registry import Actor, Registry, registry_url
+from feedgen.core.runs import format_ts, run_dir, utcnow
+from feedgen.generator.gates import thresholds_for
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +45,6 @@ def run_url(config: Any, run_id: str, event: str = "") -> str:
 def near_threshold(config: Any, record: dict[str, Any],
                    definition_gates: dict[str, dict[str, Any]] | None = None) -> list[dict[str, Any]]:
     """Gate values of a passed run at ``alerts.near_threshold`` of their threshold or more."""
-    from feedgen.generator.gates import thresholds_for
-
     ratio = float(config.get("alerts.near_threshold") or 0.8)
     gates = definition_gates or {}
     near = []
@@ -210,8 +210,6 @@ def _audit(config: Any, action: str, run_id: str, detail: dict[str, Any]) -> Non
 
 def _audit_one(config: Any, action: str, run_id: str, detail: dict[str, Any]) -> None:
     try:
-        from feedgen.console.registry import Actor, Registry, registry_url
-
         registry = Registry.open(registry_url(config))
         try:
             registry.record(Actor(ACTOR, "admin"), f"alert_{action}", "run", run_id, detail)

@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from feedgen.jobs.errors import FeedgenError
+from feedgen.core.errors import FeedgenError
 
 
 class _Group(click.Group):
@@ -29,7 +29,7 @@ def main(log_level: str, json_logs: bool | None) -> None:
     Aggregate the sources with Spark, generate every feed and segment in one pass,
     diff against the last run, gate anomalies, publish, serve and emit delta events.
     """
-    from feedgen.jobs.logs import setup_logging
+    from feedgen.core.logs import setup_logging
 
     setup_logging(log_level, json_logs)
 

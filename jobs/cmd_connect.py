@@ -25,7 +25,7 @@ def connect(name: str, config_path: str | None, metrics_port: int | None, idle_e
     and exits 0.
     """
     from feedgen.connectors.base import Connector, settings_from_config
-    from feedgen.jobs.config import load_config
+    from feedgen.core.config import load_config
 
     config = load_config(config_path)
     connector = Connector(settings_from_config(config, name))

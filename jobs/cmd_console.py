@@ -69,7 +69,7 @@ def _shown(url: str) -> str:
 def console(config_path: str | None, root: str | None, host: str | None, port: int | None,
             workers: int | None, threads: int | None) -> None:
     """Serve the console's API (definitions, runs, approvals, audit) over HTTP (gunicorn)."""
-    from feedgen.jobs.config import load_config
+    from feedgen.core.config import load_config
 
     config = load_config(config_path, root=root)
     run_console(config, host=host, port=port, workers=workers, threads=threads)

@@ -46,8 +46,8 @@ def aggregate_run(config, run_id: str, as_of, master: str | None = None) -> dict
     """Run the aggregate stage for ``run_id`` and record it in run.json."""
     from feedgen.aggregator.job import run_aggregate
     from feedgen.aggregator.sources import check_sources
-    from feedgen.jobs.errors import FeedgenError
-    from feedgen.jobs.runs import new_run_record, read_run, run_dir, write_run
+    from feedgen.core.errors import FeedgenError
+    from feedgen.core.runs import new_run_record, read_run, run_dir, write_run
     from feedgen.jobs.spark import spark_session
 
     root = config.root
@@ -95,8 +95,8 @@ def print_aggregate_summary(record: dict[str, Any]) -> None:
 @click.option("--master", default=None, help="Spark master URL (default: config spark.master, else local[*]).")
 def aggregate(config_path: str | None, root: str | None, as_of: str | None, run_id: str | None, master: str | None) -> None:
     """Read and validate the sources, quarantine bad rows, write the offer and customer aggregates."""
-    from feedgen.jobs.config import load_config
-    from feedgen.jobs.runs import new_run_id, parse_as_of, root_lock
+    from feedgen.core.config import load_config
+    from feedgen.core.runs import new_run_id, parse_as_of, root_lock
 
     config = load_config(config_path, root=root)
     as_of_ts = parse_as_of(as_of)

@@ -24,7 +24,7 @@ def validate(directory, config_path, root, definitions) -> None:
     DIRECTORY ``registry`` checks the registry's published set. Exits 2 listing every problem
     (file:line, definition, path, what is wrong, the fix), or 0 with a summary.
     """
-    from feedgen.jobs.config import load_config
+    from feedgen.core.config import load_config
     from feedgen.jobs.pinning import describe, load_source
 
     config = load_config(config_path, root=root, definitions=definitions)
@@ -36,8 +36,8 @@ def validate(directory, config_path, root, definitions) -> None:
 
 def _check_token_ids(config, defset) -> None:
     """A token (or public entry) for an id no definition has opens nothing: exit 2 naming it."""
-    from feedgen.jobs.config_schema import unknown_definition_ids
-    from feedgen.jobs.errors import ConfigError
+    from feedgen.core.config_schema import unknown_definition_ids
+    from feedgen.core.errors import ConfigError
 
     problems = unknown_definition_ids(config.get("server"), (d.id for d in defset))
     if problems:
@@ -74,11 +74,11 @@ def explain(definition_id, entity_key, config_path, root, definitions, as_of) ->
     Reads the latest good aggregate of the definition's entity under the data root.
     """
     from feedgen.aggregator.job import latest_aggregate
+    from feedgen.core.config import load_config
+    from feedgen.core.errors import BadInput
+    from feedgen.core.runs import parse_as_of
     from feedgen.generator.explain import explain_entity, format_explanation
-    from feedgen.jobs.config import load_config
-    from feedgen.jobs.errors import BadInput
     from feedgen.jobs.pinning import load_source
-    from feedgen.jobs.runs import parse_as_of
     from feedgen.jobs.spark import spark_session
 
     config = load_config(config_path, root=root, definitions=definitions)

@@ -27,8 +27,8 @@ def write_demo_config(root: str) -> str:
 
     import yaml
 
+    from feedgen.core.paths import EXAMPLES_DIR
     from feedgen.generator.definitions import load_definitions
-    from feedgen.jobs.paths import EXAMPLES_DIR
 
     definitions = load_definitions(EXAMPLES_DIR / "definitions")
     digest = hashlib.sha256(DEMO_TOKEN.encode()).hexdigest()
@@ -53,7 +53,7 @@ def setup_demo_registry(config) -> tuple[object, list[tuple[str, str, str]]]:
     """The registry of the demo root: the example definitions published, one user per role with
     its well-known password and token. Again on the same root: nothing changes twice."""
     from feedgen.console.registry import Actor, NotFound, registry_for
-    from feedgen.jobs.paths import EXAMPLES_DIR
+    from feedgen.core.paths import EXAMPLES_DIR
 
     actor = Actor("os:feedgen-demo", "admin")
     registry = registry_for(config)
@@ -89,10 +89,10 @@ def print_demo_users(config, users: list[tuple[str, str, str]]) -> None:
 @click.option("--master", default=None, help="Spark master URL (default: local[*]).")
 def demo(root: str | None, offers: int, customers: int, master: str | None) -> None:
     """Sample data → three runs (adds, deltas, a held run) → feed URLs to fetch."""
+    from feedgen.core.config import load_config
+    from feedgen.core.runs import new_run_id, parse_as_of, root_lock
     from feedgen.jobs.cmd_data import print_aggregate_summary, write_sample
-    from feedgen.jobs.config import load_config
     from feedgen.jobs.pipeline import run_pipeline
-    from feedgen.jobs.runs import new_run_id, parse_as_of, root_lock
 
     root = root or "./var/demo"
     config_path = write_demo_config(root)

@@ -15,9 +15,32 @@ def _definitions_dir(config, definitions: str | None) -> str:
     return definitions or str(config.get("definitions"))
 
 
+def render_notes(record: dict[str, Any]) -> list[str]:
+    """How a run's outputs were rendered: JVM or Python and why, and picks that fell to a runner-up."""
+    python: dict[str, list[str]] = {}
+    jvm = 0
+    runner_ups = []
+    for def_id, s in sorted((record.get("definitions") or {}).items()):
+        for name, out in [(def_id, s), *((f"{def_id}/{e}", x) for e, x in sorted((s.get("exports") or {}).items()))]:
+            if out.get("render_path") == "jvm":
+                jvm += 1
+            elif out.get("render_path") == "python":
+                python.setdefault(out.get("reason") or "no reason recorded", []).append(name)
+        if s.get("pick_runner_ups"):
+            runner_ups.append(f"{def_id} {s['pick_runner_ups']:,}")
+    lines = [f"rendered in the JVM: {jvm} output(s)"] if jvm else []
+    for reason, names in python.items():
+        shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+        lines.append(f"rendered in Python: {len(names)} output(s) ({shown}): {reason}")
+    if runner_ups:
+        lines.append("pick_one_per took a runner-up where the first by order_by fails the template: "
+                     + ", ".join(runner_ups))
+    return lines
+
+
 def print_run_summary(record: dict[str, Any]) -> None:
     table = Table(title=f"run {record['run_id']}  status: {record['status']}  as_of {record['as_of']}")
-    for col in ("definition", "template", "items", "excluded", "files", "MB (gz)", "delta", "gate"):
+    for col in ("definition", "template", "render", "items", "excluded", "files", "MB (gz)", "delta", "gate"):
         table.add_column(col, justify="right" if col in ("items", "excluded", "files", "MB (gz)") else "left")
     breaches = {}
     for b in (record.get("gate") or {}).get("breaches") or []:
@@ -26,11 +49,14 @@ def print_run_summary(record: dict[str, Any]) -> None:
         delta = s.get("delta") or {}
         ops = delta.get("ops") or delta.get("counts") or {}
         table.add_row(
-            def_id, s.get("template", ""), f"{s.get('items', 0):,}", f"{sum((s.get('excluded') or {}).values()):,}",
+            def_id, s.get("template", ""), s.get("render_path", ""), f"{s.get('items', 0):,}",
+            f"{sum((s.get('excluded') or {}).values()):,}",
             str(s.get("files", "")), f"{s.get('bytes', 0) / 1e6:.2f}",
             " ".join(f"{k}:{v}" for k, v in ops.items() if v) or "-",
             "[red]" + ", ".join(breaches[def_id]) + "[/red]" if def_id in breaches else "ok")
     console.print(table)
+    for line in render_notes(record):
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
     timings = record.get("timings") or {}
     if timings:
         console.print("timings: " + ", ".join(f"{k} {v:.1f}s" for k, v in timings.items()))
@@ -45,9 +71,9 @@ def print_run_summary(record: dict[str, Any]) -> None:
 @click.option("--master", default=None, help="Spark master URL (default: config spark.master).")
 def generate(config_path, root, definitions, as_of, run_id, master) -> None:
     """Generate every feed and segment in one pass over the aggregates, with diffs and gates."""
-    from feedgen.jobs.config import load_config
+    from feedgen.core.config import load_config
+    from feedgen.core.runs import new_run_id, parse_as_of, root_lock
     from feedgen.jobs.pipeline import absolute_config, generate_stage, load_or_create_record
-    from feedgen.jobs.runs import new_run_id, parse_as_of, root_lock
     from feedgen.jobs.spark import spark_session
 
     config = absolute_config(load_config(config_path, root=root, definitions=definitions))
@@ -99,8 +125,8 @@ def print_stage_summary(record: dict[str, Any]) -> None:
 
 def _run_once(config, *, run_id: str, as_of, definitions: str | None, master: str | None,
               resume: bool, started_by: str | None = None) -> dict[str, Any]:
+    from feedgen.core.runs import root_lock
     from feedgen.jobs.pipeline import run_pipeline
-    from feedgen.jobs.runs import root_lock
 
     with root_lock(config.root, run_id):
         return run_pipeline(config, run_id=run_id, as_of=as_of, definitions_dir=definitions,
@@ -136,10 +162,10 @@ def _report(record: dict[str, Any]) -> None:
               help="With --every: stop after this many ticks (tests).")
 def run(config_path, root, definitions, as_of, master, resume_id, every, ticks) -> None:
     """One run: aggregate → generate → gate → publish → emit (or --resume one, or --every N)."""
-    from feedgen.jobs.config import load_config
-    from feedgen.jobs.errors import BadInput
+    from feedgen.core.config import load_config
+    from feedgen.core.errors import BadInput
+    from feedgen.core.runs import new_run_id, parse_as_of
     from feedgen.jobs.pipeline import parse_interval, run_every
-    from feedgen.jobs.runs import new_run_id, parse_as_of
 
     config = load_config(config_path, root=root, definitions=definitions)
     if resume_id and (every or as_of):

@@ -17,7 +17,7 @@ registry_option = click.option(
 
 def _open(config_path: str | None, root: str | None, registry: str | None):
     from feedgen.console.registry import registry_for
-    from feedgen.jobs.config import load_config
+    from feedgen.core.config import load_config
 
     config = load_config(config_path, root=root)
     return registry_for(config, registry)

@@ -10,7 +10,7 @@ from feedgen.jobs.options import config_option, root_option
 
 
 def _config(config_path: str | None, root: str | None):
-    from feedgen.jobs.config import load_config
+    from feedgen.core.config import load_config
 
     return load_config(config_path, root=root)
 
@@ -33,7 +33,7 @@ def runs_list(config_path: str | None, root: str | None) -> None:
     import shutil
     import sys
 
-    from feedgen.jobs.runs import list_runs
+    from feedgen.core.runs import list_runs
 
     config = _config(config_path, root)
     columns = ("run", "status", "as_of", "definitions", "events", "gate")
@@ -75,7 +75,8 @@ def _list_row(record: dict) -> tuple[str, ...]:
 @click.option("--json", "as_json", is_flag=True, help="Print run.json as it is.")
 def runs_show(run_id: str, config_path: str | None, root: str | None, as_json: bool) -> None:
     """One run: status, per-definition stats, the gate report and what was emitted."""
-    from feedgen.jobs.runs import read_run
+    from feedgen.core.runs import read_run
+    from feedgen.jobs.cmd_pipeline import render_notes
 
     config = _config(config_path, root)
     record = read_run(config.root, run_id)
@@ -93,6 +94,8 @@ def runs_show(run_id: str, config_path: str | None, root: str | None, as_json: b
         excluded = ", ".join(f"{k} {v}" for k, v in sorted((stats.get("excluded") or {}).items()))
         click.echo(f"  {def_id}: {stats.get('kind', '?')} {stats.get('items', '?')} items"
                    + (f"; events: {ops}" if ops else "") + (f"; excluded: {excluded}" if excluded else ""))
+    for line in render_notes(record):
+        click.echo(f"  {line}")
     for warning in record.get("warnings") or []:
         click.echo(f"  warning: {warning}")
     gate = record.get("gate") or {}
@@ -148,8 +151,8 @@ def runs_reject(run_id: str, reason: str | None, config_path: str | None, root: 
 @root_option
 def publish(run_id: str, config_path: str | None, root: str | None) -> None:
     """Copy a run to the serving store and switch its definitions' current pointers."""
+    from feedgen.core.runs import root_lock
     from feedgen.jobs.publish import publish_run
-    from feedgen.jobs.runs import root_lock
 
     config = _config(config_path, root)
     with root_lock(config.root, f"publish-{run_id}"):
@@ -165,8 +168,8 @@ def publish(run_id: str, config_path: str | None, root: str | None) -> None:
 @root_option
 def emit(run_id: str, config_path: str | None, root: str | None) -> None:
     """Send a published run's delta events (again, with the same event ids)."""
+    from feedgen.core.runs import root_lock
     from feedgen.jobs.emit import emit_run
-    from feedgen.jobs.runs import root_lock
 
     config = _config(config_path, root)
     with root_lock(config.root, f"emit-{run_id}"):

@@ -17,8 +17,8 @@ from feedgen.jobs.options import config_option, root_option
 def run_server(config: Any, *, host: str | None = None, port: int | None = None,
                workers: int | None = None, threads: int | None = None) -> None:
     """Run the file server under gunicorn (gthread workers) until interrupted."""
+    from feedgen.core.errors import ConfigError
     from feedgen.fileserver.auth import TokenTable
-    from feedgen.jobs.errors import ConfigError
 
     server = config.get("server") or {}
     TokenTable(server, config.source_label)  # bad token digests fail here, with exit 2
@@ -93,10 +93,10 @@ def warn_unknown_token_ids(config: Any) -> list[str]:
     definition (config ``definitions``, when it can be read here) nor a published pointer has."""
     import logging
 
+    from feedgen.core.config_schema import unknown_definition_ids
+    from feedgen.core.store import open_store
     from feedgen.fileserver.app import serving_store_uri
-    from feedgen.jobs.config_schema import unknown_definition_ids
     from feedgen.jobs.pinning import load_source
-    from feedgen.jobs.store import open_store
 
     server = config.get("server") or {}
     if not server.get("tokens") and not server.get("public"):
@@ -170,7 +170,7 @@ def listen_options(section: str, port: int) -> Callable[[Callable], Callable]:
 def serve(config_path: str | None, root: str | None, host: str | None, port: int | None,
           workers: int | None, threads: int | None) -> None:
     """Serve published feeds, exports, runs and metrics over HTTP (gunicorn)."""
-    from feedgen.jobs.config import load_config
+    from feedgen.core.config import load_config
 
     config = load_config(config_path, root=root)
     run_server(config, host=host, port=port, workers=workers, threads=threads)

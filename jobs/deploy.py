@@ -18,7 +18,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from feedgen.jobs.errors import ConfigError
+from feedgen.core.errors import ConfigError
 
 __all__ = ["NGINX_PACKAGE", "NGINX_SITE", "nginx_binary", "nginx_site", "start_nginx", "stop_process"]
 

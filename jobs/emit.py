@@ -15,9 +15,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from feedgen.core.errors import BadInput, RunFailed
+from feedgen.core.runs import crash_point, format_ts, read_run, run_dir, utcnow
 from feedgen.generator.snapshots import iter_delta_events, list_deltas
-from feedgen.jobs.errors import BadInput, RunFailed
-from feedgen.jobs.runs import crash_point, format_ts, read_run, run_dir, utcnow
+from feedgen.jobs.publish import sync_record
 
 log = logging.getLogger(__name__)
 
@@ -119,8 +120,6 @@ def _produce(config: Any, run_id: str) -> dict[str, Any]:
 
 def emit_run(config: Any, run_id: str) -> dict[str, Any]:
     """Send run ``run_id``'s events (again); mark it ``emitted`` once every report succeeded."""
-    from feedgen.jobs.publish import sync_record
-
     root = config.root
     record = read_run(root, run_id)
     status = record.get("status")

@@ -19,10 +19,16 @@ import shutil
 from contextlib import nullcontext
 from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
+
+from feedgen.console.registry import Actor, Registry, registry_url
+from feedgen.core.errors import BadInput, FeedgenError
+from feedgen.core.runs import format_ts, read_run, root_lock, run_dir, utcnow
+from feedgen.core.serving import read_pointer, serving_store
+from feedgen.generator.snapshots import list_deltas
 from feedgen.jobs.emit import emit_run
-from feedgen.jobs.errors import BadInput, FeedgenError
-from feedgen.jobs.publish import publish_run, read_pointer, serving_store, sync_record
-from feedgen.jobs.runs import format_ts, read_run, root_lock, run_dir, utcnow
+from feedgen.jobs.evidence import keep_evidence
+from feedgen.jobs.publish import publish_run, sync_record
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +48,6 @@ def release_run(config: Any, run_id: str) -> dict[str, Any]:
 def _check_bases_still_current(config: Any, record: dict[str, Any]) -> None:
     # The events were diffed against the run each pointer named then; if another run was
     # published since, replaying them would corrupt what the partners hold.
-    from feedgen.generator.snapshots import list_deltas
-
     store = serving_store(config)
     for marker in list_deltas(config.root, record["run_id"]):
         pointer = read_pointer(store, marker["definition_id"])
@@ -71,10 +75,6 @@ def audit_decision(config: Any, action: str, run_id: str, by: str | None, reason
                    registry: Any = None) -> bool:
     """Append ``run.<action>`` to the registry's audit log (``registry``, else the one
     ``registry.url`` names). False, with a warning, when the registry cannot take it."""
-    from sqlalchemy.exc import SQLAlchemyError
-
-    from feedgen.console.registry import Actor, Registry, registry_url
-
     url = "the given registry" if registry is not None else registry_url(config)
     try:
         reg = registry or Registry.open(url)
@@ -110,8 +110,6 @@ def approve_run(config: Any, run_id: str, *, by: str | None = None, reason: str 
 
 def _keep_evidence(config: Any, run_id: str) -> None:
     """The review's evidence into ``review.json`` before the deltas it comes from are deleted."""
-    from feedgen.console.rundata import keep_evidence
-
     try:
         keep_evidence(config, run_id)
     except Exception as err:  # the evidence is for the record: it must never block a reject

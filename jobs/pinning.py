@@ -18,14 +18,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
+
+from feedgen.console.registry import registry_for, registry_url
+from feedgen.console.registry.yamlio import PLURAL, dump_document, read_folder
+from feedgen.core.config import Config
+from feedgen.core.errors import BadInput, DefinitionError, RunFailed
+from feedgen.core.runs import run_dir
 from feedgen.generator.definitions import (
     DefinitionSet,
     definitions_from_documents,
     load_definitions,
 )
-from feedgen.jobs.config import Config
-from feedgen.jobs.errors import BadInput, DefinitionError, RunFailed
-from feedgen.jobs.runs import run_dir
+from feedgen.generator.parse import _load_yaml
+from feedgen.generator.validate_body import plain, validator_fingerprint
 
 REGISTRY = "registry"
 PIN_FILE = "definitions.yaml"
@@ -57,16 +64,12 @@ def source_of(config: Config, override: str | None = None) -> str:
 def describe(config: Config, source: str) -> str:
     """The source as a message names it: the folder, or ``registry (URL without password)``."""
     if is_registry(source):
-        from feedgen.console.registry import registry_url
-
         return f"registry ({redact(registry_url(config))})"
     return str(source)
 
 
 def redact(url: str) -> str:
     """A database URL without its password (safe to log and to keep in run.json)."""
-    from sqlalchemy.engine import make_url
-
     try:
         return make_url(url).render_as_string(hide_password=True)
     except Exception:  # not a URL: make_engine reports it with the fix
@@ -94,9 +97,6 @@ def _read_registry(config: Config) -> Snapshot:
     user templates: ``validator_fingerprint``): publish keeps that knowledge up to date, and a
     run that had to validate records it for the next one.
     """
-    from feedgen.console.registry import registry_for, registry_url
-    from feedgen.generator.validate_body import validator_fingerprint
-
     url = registry_url(config)
     templates_dir = config.get("generate.templates_dir")
     registry = registry_for(config)
@@ -122,8 +122,6 @@ def _read_registry(config: Config) -> Snapshot:
 def _remember_valid(registry, digest: str, fingerprint: str) -> None:
     """Tell the registry the set is valid (the next run skips validating it); a read-only
     database user just means the next run validates again."""
-    from sqlalchemy.exc import SQLAlchemyError
-
     with contextlib.suppress(SQLAlchemyError):
         registry.mark_valid(digest, fingerprint)
 
@@ -136,9 +134,6 @@ def _load_labelled(labelled: list[tuple[str, str, dict[str, Any]]], templates_di
     version written out as YAML and parsed again, so that messages carry the line within
     the file ``feedgen definitions export`` would write for it.
     """
-    from feedgen.console.registry.yamlio import PLURAL, dump_document
-    from feedgen.generator.parse import _load_yaml
-
     try:
         return definitions_from_documents(((label, {PLURAL[kind]: [body]}) for label, kind, body in labelled),
                                           validate=validate, templates_dir=templates_dir)
@@ -149,9 +144,6 @@ def _load_labelled(labelled: list[tuple[str, str, dict[str, Any]]], templates_di
 
 
 def _read_folder(config: Config, folder: str) -> Snapshot:
-    from feedgen.console.registry.yamlio import PLURAL, dump_document, read_folder
-    from feedgen.generator.validate_body import plain
-
     definitions = load_definitions(folder, templates_dir=config.get("generate.templates_dir"))
     document: dict[str, list[dict[str, Any]]] = {}
     if Path(folder).is_file():  # a single file, e.g. another run's pinned definitions.yaml

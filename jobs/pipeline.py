@@ -19,18 +19,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from feedgen.jobs import alerts
-from feedgen.jobs.config import Config
-from feedgen.jobs.errors import BadInput, FeedgenError, RunFailed, RunLocked
-from feedgen.jobs.pinning import (
-    check_resume_source,
-    is_pinned,
-    load_pinned,
-    pin,
-    read_source,
-    run_definitions,
-)
-from feedgen.jobs.runs import (
+from feedgen.aggregator.job import MARKER, aggregate_path, latest_aggregate, run_aggregate
+from feedgen.aggregator.sources import check_sources
+from feedgen.core.config import Config
+from feedgen.core.errors import BadInput, FeedgenError, RunFailed, RunLocked
+from feedgen.core.runs import (
     crash_point,
     format_ts,
     new_run_record,
@@ -40,6 +33,25 @@ from feedgen.jobs.runs import (
     utcnow,
     write_run,
 )
+from feedgen.core.serving import current_run_id, serving_store
+from feedgen.generator.gates import check_run
+from feedgen.generator.generate import generate_entity, snapshot_items
+from feedgen.generator.membership import build_membership_index
+from feedgen.generator.render import TEMPLATE_FAILURES
+from feedgen.generator.snapshots import snapshot_and_diff
+from feedgen.jobs import alerts
+from feedgen.jobs.emit import emit_run
+from feedgen.jobs.pinning import (
+    check_resume_source,
+    is_pinned,
+    load_pinned,
+    pin,
+    read_source,
+    run_definitions,
+)
+from feedgen.jobs.progress import stage
+from feedgen.jobs.publish import publish_run
+from feedgen.jobs.spark import spark_session
 
 log = logging.getLogger(__name__)
 
@@ -93,8 +105,6 @@ def load_or_create_record(config: Config, run_id: str, as_of: datetime, master: 
 
 def _aggregate_for(config: Config, record: dict[str, Any], entity: str) -> tuple[str, Path, bool]:
     """This run's aggregate of ``entity``, else the last good one (flagged stale)."""
-    from feedgen.aggregator.job import MARKER, aggregate_path, latest_aggregate
-
     own = aggregate_path(config.root, entity, record["run_id"])
     if (own / MARKER).is_file():
         return record["run_id"], own, False
@@ -113,10 +123,6 @@ def generate_stage(spark, config: Config, record: dict[str, Any], definitions_di
     The run's pinned definitions are used when it has them; else ``definitions_dir`` (a folder
     or ``registry``) is read and pinned first (``feedgen.jobs.pinning``).
     """
-    from feedgen.generator.generate import generate_entity, snapshot_items
-    from feedgen.generator.snapshots import snapshot_and_diff
-    from feedgen.jobs.publish import current_run_id, serving_store
-
     say = progress or (lambda _m: None)
     root = config.root
     run_id = record["run_id"]
@@ -148,8 +154,6 @@ def generate_stage(spark, config: Config, record: dict[str, Any], definitions_di
             part_max_raw_bytes=int(config.get("generate.part_max_raw_bytes", 64 << 20)), progress=say,
             jvm=bool(config.get("generate.jvm_render", True))))
         if entity == "customer" and any(d.kind == "segment" for d in mine):
-            from feedgen.generator.membership import build_membership_index
-
             say("membership index")
             record["membership"] = build_membership_index(
                 spark, root, run_id, mine, as_of=record["as_of"], customers_df=df)
@@ -186,8 +190,6 @@ def generate_stage(spark, config: Config, record: dict[str, Any], definitions_di
 
 def _template_warnings(record: dict[str, Any], stats: dict[str, Any]) -> None:
     """One warning per output whose user template failed on items: how many, and the first error."""
-    from feedgen.generator.render import TEMPLATE_FAILURES
-
     warnings = list(record.get("warnings") or [])
     for def_id, s in sorted(stats.items()):
         for name, out in [(None, s), *sorted((s.get("exports") or {}).items())]:
@@ -207,8 +209,6 @@ def _template_warnings(record: dict[str, Any], stats: dict[str, Any]) -> None:
 
 def gate_stage(config: Config, record: dict[str, Any], definitions) -> dict[str, Any]:
     """Run the gates over a generated run; ``record["status"]`` becomes ``held`` on a breach."""
-    from feedgen.generator.gates import check_run
-
     t0 = time.monotonic()
     gate = check_run(config, record, definition_gates={d.id: dict(d.gates or {}) for d in definitions})
     record["stages"]["gate"] = {"status": "done", "result": gate["status"],
@@ -258,10 +258,6 @@ def run_pipeline(config: Config, *, run_id: str, as_of: datetime | None = None, 
     (``runs/<run_id>/definitions.yaml``), whatever was published or edited since.
     ``definitions_dir`` is a folder or ``registry`` (default: config ``definitions``).
     """
-    from feedgen.jobs.emit import emit_run
-    from feedgen.jobs.progress import stage
-    from feedgen.jobs.publish import publish_run
-
     progress_stage = progress_stage or stage
     config = absolute_config(config)
     root = config.root
@@ -291,8 +287,6 @@ def run_pipeline(config: Config, *, run_id: str, as_of: datetime | None = None, 
     snapshot = None if is_pinned(record) else read_source(config, definitions_dir)
     definitions = list((snapshot.definitions if snapshot else load_pinned(config, record)[1]).definitions)
     if not stage_done(record, "aggregate") and not config.get("aggregate.allow_stale_aggregate"):
-        from feedgen.aggregator.sources import check_sources
-
         # a missing or empty source stops here: before Spark starts, before a new run.json
         # (with allow_stale_aggregate the aggregate stage fails and the last good one is used)
         check_sources(config, _entities(definitions))
@@ -316,8 +310,6 @@ def run_pipeline(config: Config, *, run_id: str, as_of: datetime | None = None, 
         # Spark starts only when a Spark stage is left: resuming publish or emit needs none.
         nonlocal spark
         if spark is None:
-            from feedgen.jobs.spark import spark_session
-
             spark = spark_session(config["spark"], master=master)
             record["spark_master"] = spark.sparkContext.master
             record["attempts"][-1]["master"] = record["spark_master"]
@@ -396,8 +388,6 @@ def _entities(definitions) -> tuple[str, ...]:
 
 def _aggregate(config: Config, record: dict[str, Any], session, definitions, as_of: datetime,
                progress_stage) -> dict[str, Any]:
-    from feedgen.aggregator.job import run_aggregate
-
     root = config.root
     entities = _entities(definitions)
     t0 = time.monotonic()

@@ -20,8 +20,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from feedgen.jobs.errors import BadInput, RunFailed
-from feedgen.jobs.runs import (
+from feedgen.core.errors import BadInput, RunFailed
+from feedgen.core.runs import (
     crash_point,
     format_ts,
     list_runs,
@@ -30,7 +30,9 @@ from feedgen.jobs.runs import (
     utcnow,
     write_run,
 )
-from feedgen.jobs.store import LocalStore, Store, open_store
+from feedgen.core.serving import current_pointers, pointer_key, serving_store
+from feedgen.core.store import LocalStore, Store
+from feedgen.generator.membership import publish_membership
 
 log = logging.getLogger(__name__)
 
@@ -38,43 +40,8 @@ PUBLISHED = ("published", "emitted")
 _KIND_FOLDER = {"feed": "feeds", "segment": "segments"}
 
 
-def serving_store(config: Any) -> Store:
-    """The store readers are served from: ``publish.store``, else the data root."""
-    return open_store(config.get("publish.store") or config.root, config)
-
-
 def _same_place(store: Store, root: str) -> bool:
     return isinstance(store, LocalStore) and store.root == Path(root).expanduser().resolve()
-
-
-def pointer_key(definition_id: str) -> str:
-    return f"current/{definition_id}.json"
-
-
-def read_pointer(store: Store, definition_id: str) -> dict[str, Any] | None:
-    """The ``current/<id>.json`` pointer of a definition, or None before its first publication."""
-    try:
-        return json.loads(store.read_bytes(pointer_key(definition_id)))
-    except FileNotFoundError:
-        return None
-
-
-def current_run_id(config: Any, definition_id: str, store: Store | None = None) -> str | None:
-    """The run the definition's pointer names (the base of the next diff and gate)."""
-    pointer = read_pointer(store or serving_store(config), definition_id)
-    return pointer["run_id"] if pointer else None
-
-
-def _pointers(store: Store) -> dict[str, dict[str, Any]]:
-    out = {}
-    for key in store.list("current/"):
-        if key.endswith(".json") and key.count("/") == 1:
-            try:
-                pointer = json.loads(store.read_bytes(key))
-            except (FileNotFoundError, json.JSONDecodeError):
-                continue
-            out[pointer.get("definition_id", key[8:-5])] = pointer
-    return out
 
 
 def manifest_key(run_id: str, kind: str, definition_id: str) -> str:
@@ -140,7 +107,7 @@ def publish_run(config: Any, run_id: str, *, approved: bool = False) -> dict[str
     uploaded = 0 if _same_place(store, root) else _upload_run_files(root, store, run_id, list(keys.values()))
     published_at = format_ts(utcnow())
     pointers, superseded = [], []
-    current = _pointers(store)
+    current = current_pointers(store)
     for def_id, mkey in keys.items():
         existing = current.get(def_id)
         if existing and existing.get("run_id", "") > run_id:
@@ -159,8 +126,6 @@ def publish_run(config: Any, run_id: str, *, approved: bool = False) -> dict[str
                              "files_uploaded": uploaded}
     record.setdefault("stages", {})["publish"] = {"status": "done",
                                                   "seconds": round(time.monotonic() - started, 3)}
-    from feedgen.generator.membership import publish_membership
-
     # The membership index goes with its run, after the feed pointers (its own pointer last).
     membership = publish_membership(config, run_id, store)
     if membership is not None:
@@ -195,7 +160,7 @@ def apply_retention(config: Any, store: Store | None = None) -> list[str]:
     store = store or serving_store(config)
     published = [r for r in list_runs(root) if r.get("status") in PUBLISHED]
     published.sort(key=lambda r: ((r.get("publication") or {}).get("published_at", ""), r["run_id"]))
-    named = {p.get("run_id") for p in _pointers(store).values()}
+    named = {p.get("run_id") for p in current_pointers(store).values()}
     now = datetime.now(UTC)
     deleted, waiting = [], []
     for n, record in enumerate(published):
@@ -246,5 +211,4 @@ def _retired_at(config: Any, record: dict[str, Any], store: Store, now: datetime
     return now
 
 
-__all__ = ["apply_retention", "current_run_id", "publish_run", "read_pointer", "retention_grace",
-           "serving_store", "sync_record"]
+__all__ = ["apply_retention", "publish_run", "retention_grace", "sync_record"]

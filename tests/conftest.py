@@ -5,7 +5,11 @@ import os
 import pytest
 
 from tests.pg_support import PostgresServer
-from tests.support import MotoS3, TansuBroker
+from tests.support import TEST_JVM_OPTS, MotoS3, TansuBroker
+
+# Spark's launcher adds SPARK_SUBMIT_OPTS to the driver's java command: the session below and
+# every `feedgen` subprocess (they inherit this environment) start with TEST_JVM_OPTS.
+os.environ.setdefault("SPARK_SUBMIT_OPTS", TEST_JVM_OPTS)
 
 
 @pytest.fixture(scope="session")

@@ -10,8 +10,8 @@ import requests
 
 from feedgen.console.app import create_app
 from feedgen.console.registry import ROLES, Registry
-from feedgen.jobs.config import Config, load_config
-from feedgen.jobs.runs import read_run
+from feedgen.core.config import Config, load_config
+from feedgen.core.runs import read_run
 from tests.fileserver_support import LiveServer
 from tests.registry_support import ADMIN
 from tests.snapshot_helpers import write_feed_run

@@ -12,10 +12,10 @@ from typing import Any
 
 from werkzeug.serving import make_server
 
+from feedgen.core.config import Config
+from feedgen.core.runs import new_run_record, parse_as_of, write_run
 from feedgen.generator.parts import assemble, write_manifest, write_part
-from feedgen.jobs.config import Config
 from feedgen.jobs.publish import publish_run
-from feedgen.jobs.runs import new_run_record, parse_as_of, write_run
 
 TOKENS = {"feed-a": "token-a", "feed-b": "token-b", "seg-a": "token-s"}
 ADMIN_TOKEN = "admin-secret"
@@ -78,7 +78,9 @@ class LiveServer:
     def __init__(self, app: Any) -> None:
         self.server = make_server("127.0.0.1", 0, app, threaded=True)
         self.port = self.server.server_port
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        # stop() waits for the serving loop's next poll: 0.05 s instead of the default 0.5 s
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05},
+                                       daemon=True)
         self.thread.start()
 
     def url(self, path: str) -> str:

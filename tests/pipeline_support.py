@@ -53,6 +53,36 @@ def feedgen(*args: str, env: dict[str, str] | None = None, cwd: Path | None = No
                           env=env or clean_env(), cwd=cwd, capture_output=True, text=True, timeout=timeout)
 
 
+def feedgen_here(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """``feedgen <args>`` in this process, on the suite's SparkSession: what ``feedgen()`` returns.
+
+    For a test about what a command does rather than about its own process (exit code, output,
+    files): a Spark stage in a new process pays a JVM start and its warm-up again. Same environment
+    as ``clean_env()``; the root logger the command sets up is put back afterwards.
+    """
+    import contextlib
+    import logging
+    import traceback
+
+    from click.testing import CliRunner
+
+    from feedgen.jobs.cli import main
+
+    unset = {k: None for k in os.environ if k.startswith("FEEDGEN") or k == "KAFKA_BOOTSTRAP"}
+    logger = logging.getLogger()
+    handlers, level = logger.handlers[:], logger.level
+    try:
+        with contextlib.chdir(cwd or Path.cwd()):
+            result = CliRunner().invoke(main, ["--json-logs", *args], env=unset)
+    finally:
+        logger.handlers[:] = handlers
+        logger.setLevel(level)
+    stderr, code = result.stderr, result.exit_code
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        stderr += "".join(traceback.format_exception(result.exception))  # as the process would print it
+    return subprocess.CompletedProcess(["feedgen", *args], code, result.stdout, stderr)
+
+
 def only_new_run(root: Path, known: set[str]) -> str:
     runs = {p.name for p in (root / "runs").iterdir() if p.is_dir()} - known
     assert len(runs) == 1, runs
@@ -115,8 +145,8 @@ class Downloader(threading.Thread):
 
     def __init__(self, root: Path, feed_ids: list[str]) -> None:
         super().__init__(daemon=True)
+        from feedgen.core.config import load_config
         from feedgen.fileserver.app import create_app
-        from feedgen.jobs.config import load_config
 
         config = load_config(root=str(root), environ={})
         config.data["server"]["public"] = list(feed_ids)
@@ -181,8 +211,11 @@ class StandaloneSpark:
     def env(self) -> dict[str, str]:
         import pyspark
 
+        from tests.support import TEST_JVM_OPTS
+
         return clean_env(SPARK_HOME=str(Path(pyspark.__file__).parent), SPARK_LOCAL_IP="127.0.0.1",
-                         SPARK_DAEMON_MEMORY="256m", PYSPARK_PYTHON=sys.executable,
+                         SPARK_DAEMON_MEMORY="256m", SPARK_DAEMON_JAVA_OPTS=TEST_JVM_OPTS,
+                         SPARK_SUBMIT_OPTS=TEST_JVM_OPTS, PYSPARK_PYTHON=sys.executable,
                          PYSPARK_DRIVER_PYTHON=sys.executable)
 
     def _start(self, name: str, *args: str) -> None:

@@ -6,7 +6,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from feedgen.jobs.runs import new_run_record, parse_as_of, write_run
+from feedgen.core.runs import new_run_record, parse_as_of, write_run
 
 # These tests build definitions of a few items; the default min_base_items (50) would keep
 # the count and share gates from judging them.
@@ -63,9 +63,9 @@ def write_feed_run(root: Path, run_id: str, as_of: str, feeds: dict[str, dict[st
 def generate_run(spark, config, run_id: str, as_of: str, feeds: dict[str, dict[str, dict]],
                  destinations=("google",), gates: dict[str, dict] | None = None) -> dict:
     """What the generator does for a run: files, run.json, snapshot + diff per definition, gates."""
+    from feedgen.core.serving import current_run_id
     from feedgen.generator.gates import check_run
     from feedgen.generator.snapshots import snapshot_and_diff
-    from feedgen.jobs.publish import current_run_id
 
     root = Path(config.root)
     record = write_feed_run(root, run_id, as_of, feeds)

@@ -15,9 +15,9 @@ from feedgen.aggregator import offers as off
 from feedgen.aggregator.job import latest_aggregate, read_marker, run_aggregate
 from feedgen.aggregator.sample_data import HOSTILE_TITLES, write_sample_data
 from feedgen.aggregator.sources import REASON, type_source
+from feedgen.core.config import SOURCE_NAMES, load_config
+from feedgen.core.errors import RunFailed
 from feedgen.jobs.cli import main
-from feedgen.jobs.config import SOURCE_NAMES, load_config
-from feedgen.jobs.errors import RunFailed
 
 AS_OF = datetime(2026, 11, 10, tzinfo=UTC)
 

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from feedgen.jobs.paths import EXAMPLES_DIR
-from feedgen.jobs.runs import new_run_id, new_run_record, parse_as_of, root_lock, write_run
+from feedgen.core.paths import EXAMPLES_DIR
+from feedgen.core.runs import new_run_id, new_run_record, parse_as_of, root_lock, write_run
 
 FEEDGEN = [sys.executable, "-m", "feedgen.jobs.cli", "--text-logs"]
 DEFINITIONS = str(EXAMPLES_DIR / "definitions")

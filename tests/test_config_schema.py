@@ -14,9 +14,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from feedgen.connectors.base import SETTING_DEFAULTS, partner_types
-from feedgen.jobs.config import DEFAULTS, load_config
-from feedgen.jobs.config_schema import CONNECTOR_TYPES, Connector, FeedgenConfig, _model_at
-from feedgen.jobs.errors import ConfigError
+from feedgen.core.config import DEFAULTS, load_config
+from feedgen.core.config_schema import CONNECTOR_TYPES, Connector, FeedgenConfig, _model_at
+from feedgen.core.errors import ConfigError
 
 FEEDGEN = [sys.executable, "-m", "feedgen.jobs.cli", "--text-logs"]
 DIGEST = "a" * 64
@@ -240,7 +240,7 @@ def _env() -> dict[str, str]:
 
 
 def test_validate_reports_a_token_for_an_id_no_definition_has_with_did_you_mean(tmp_path):
-    from feedgen.jobs.paths import EXAMPLES_DIR
+    from feedgen.core.paths import EXAMPLES_DIR
 
     cfg = tmp_path / "feedgen.yaml"
     cfg.write_text(f"root: {tmp_path / 'root'}\nserver:\n  tokens: {{google-electronix: {DIGEST}, "

@@ -9,7 +9,7 @@ import pytest
 
 from feedgen.connectors.base import Connector, PartnerAuthError, settings_from_config
 from feedgen.connectors.webhook import signature
-from feedgen.jobs.config import load_config
+from feedgen.core.config import load_config
 from tests.partner_standin import (
     PartnerStandin,
     make_event,

@@ -18,8 +18,8 @@ from feedgen.connectors.base import (
 )
 from feedgen.connectors.google_merchant_api import batch_id
 from feedgen.connectors.meta_custom_audience import hashed
-from feedgen.jobs.config import load_config
-from feedgen.jobs.errors import ConfigError
+from feedgen.core.config import load_config
+from feedgen.core.errors import ConfigError
 
 
 def test_backoff_grows_exponentially_up_to_the_cap_with_jitter_below_it():

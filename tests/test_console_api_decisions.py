@@ -12,9 +12,9 @@ from pathlib import Path
 import requests
 
 from feedgen.console.registry import Registry, registry_url
+from feedgen.core.config import load_config
+from feedgen.core.runs import read_run
 from feedgen.fileserver.app import create_app as fileserver_app
-from feedgen.jobs.config import load_config
-from feedgen.jobs.runs import read_run
 from tests.fileserver_support import ADMIN_TOKEN, LiveServer, server_section
 from tests.snapshot_helpers import write_feed_run
 

@@ -11,7 +11,7 @@ import requests
 import yaml
 
 from feedgen.console.registry import Registry, registry_url
-from feedgen.jobs.config import load_config
+from feedgen.core.config import load_config
 from tests.registry_support import ADMIN
 from tests.support import free_port, wait_for_port
 

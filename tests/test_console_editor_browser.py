@@ -17,10 +17,10 @@ import yaml
 
 from feedgen.console import api_preview
 from feedgen.console.preview import PreviewEngine, draft_definitions
+from feedgen.core.runs import parse_as_of
 from feedgen.generator.generate import generate_entity, snapshot_items
 from feedgen.generator.snapshots import snapshot_and_diff
 from feedgen.jobs.pipeline import run_pipeline
-from feedgen.jobs.runs import parse_as_of
 from tests.browser_support import login, screenshot
 from tests.console_support import start_console
 from tests.pipeline_support import write_sample

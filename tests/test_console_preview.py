@@ -16,10 +16,10 @@ from feedgen.aggregator.job import latest_aggregate, run_aggregate
 from feedgen.console.app import create_app
 from feedgen.console.preview import PreviewEngine, draft_definitions
 from feedgen.console.registry import Registry
+from feedgen.core.runs import parse_as_of
 from feedgen.generator.generate import generate_entity, snapshot_items
 from feedgen.generator.snapshots import read_snapshot_rows, snapshot_and_diff
 from feedgen.jobs.pipeline import run_pipeline
-from feedgen.jobs.runs import parse_as_of
 from tests.console_support import console_config
 from tests.pipeline_support import write_sample
 from tests.registry_support import ADMIN, body, published

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect
 
+from feedgen.core.runs import new_run_record, parse_as_of, root_lock, write_run
 from feedgen.jobs.pipeline import STAGES
-from feedgen.jobs.runs import new_run_record, parse_as_of, root_lock, write_run
 from tests.browser_support import login
 from tests.console_support import start_console
 

@@ -19,10 +19,10 @@ from pathlib import Path
 
 import pytest
 
+from feedgen.core.config import load_config
+from feedgen.core.runs import parse_as_of, read_run, write_run
 from feedgen.jobs import alerts
-from feedgen.jobs.config import load_config
 from feedgen.jobs.pipeline import run_pipeline
-from feedgen.jobs.runs import parse_as_of, read_run, write_run
 from tests.browser_support import login, new_page, screenshot
 from tests.console_support import start_console
 from tests.pipeline_support import DAY1, DAY2, feedgen, pointer_runs, write_sample

@@ -6,8 +6,8 @@ from click.testing import CliRunner
 
 from feedgen.aggregator.job import MARKER
 from feedgen.aggregator.schemas import OFFER_AGGREGATE_SCHEMA
+from feedgen.core.paths import EXAMPLES_DIR
 from feedgen.jobs.cli import main
-from feedgen.jobs.paths import EXAMPLES_DIR
 from tests.predicate_support import dataframe, rows_for
 
 FEED = """\

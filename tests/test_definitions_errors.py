@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from feedgen.core.errors import DefinitionError
 from feedgen.generator.definitions import load_definitions
-from feedgen.jobs.errors import DefinitionError
 
 
 def problems(tmp_path, text: str, name: str = "feeds.yaml") -> list[str]:

@@ -6,11 +6,11 @@ from datetime import timedelta
 
 import pytest
 
+from feedgen.core.errors import BadInput
+from feedgen.core.paths import EXAMPLES_DIR
 from feedgen.generator.definitions import load_definitions
 from feedgen.generator.registry import AUDIENCE_EXPORTS, FEED_TEMPLATES
 from feedgen.generator.tree import And, History, Not, Or, StringMatch
-from feedgen.jobs.errors import BadInput
-from feedgen.jobs.paths import EXAMPLES_DIR
 
 ISSUE_EXAMPLE = """\
 feeds:

@@ -21,7 +21,7 @@ import pytest
 import requests
 import yaml
 
-from feedgen.jobs.config import load_config
+from feedgen.core.config import load_config
 from feedgen.jobs.deploy import nginx_site, start_nginx, stop_process
 from tests.fileserver_support import TOKENS, expected, publish_definition, server_section, xml_items
 from tests.support import free_port, wait_for_port

@@ -5,14 +5,14 @@ import json
 import pytest
 from click.testing import CliRunner
 
+from feedgen.core.config import load_config
+from feedgen.core.errors import BadInput, RunFailed
+from feedgen.core.runs import read_run
 from feedgen.generator.snapshots import event_id, read_snapshot_rows
 from feedgen.jobs.cli import main
-from feedgen.jobs.config import load_config
 from feedgen.jobs.emit import emit_run
-from feedgen.jobs.errors import BadInput, RunFailed
 from feedgen.jobs.lifecycle import release_run
 from feedgen.jobs.publish import publish_run
-from feedgen.jobs.runs import read_run
 from tests.snapshot_helpers import SMALL_DATA_GATES, apply_events, consume, events_of, generate_run
 from tests.support import TansuBroker
 

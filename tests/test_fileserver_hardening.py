@@ -19,11 +19,11 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from feedgen.core.config import load_config
+from feedgen.core.runs import run_dir
 from feedgen.fileserver import params
 from feedgen.fileserver.app import create_app
 from feedgen.generator.membership import FOLDER, publish_membership, write_index
-from feedgen.jobs.config import load_config
-from feedgen.jobs.runs import run_dir
 from tests.fileserver_support import (
     ADMIN_TOKEN,
     TOKENS,

@@ -9,9 +9,9 @@ import pytest
 import requests
 from lxml import etree
 
+from feedgen.core.config import load_config
+from feedgen.core.runs import new_run_record, parse_as_of, read_run, write_run
 from feedgen.fileserver.app import create_app
-from feedgen.jobs.config import load_config
-from feedgen.jobs.runs import new_run_record, parse_as_of, read_run, write_run
 from tests.fileserver_support import (
     ADMIN_TOKEN,
     TOKENS,

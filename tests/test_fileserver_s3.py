@@ -9,8 +9,8 @@ import pytest
 import requests
 from lxml import etree
 
+from feedgen.core.config import load_config
 from feedgen.fileserver.app import create_app
-from feedgen.jobs.config import load_config
 from tests.fileserver_support import (
     TOKENS,
     LiveServer,

@@ -8,7 +8,7 @@ from pathlib import Path
 import requests
 import yaml
 
-from feedgen.jobs.config import load_config
+from feedgen.core.config import load_config
 from tests.fileserver_support import (
     ADMIN_TOKEN,
     TOKENS,

@@ -263,7 +263,7 @@ def test_generated_meta_csv_and_generic_csv_files_hold_no_runnable_formula(spark
     for jvm, feeds in ((True, [meta]), (False, [meta, generic])):
         root = tmp_path / str(jvm)
         stats = generate(spark, root, offers, {"feeds": feeds}, jvm=jvm)
-        assert stats["meta"]["renderer"] == ("jvm" if jvm else "python")
+        assert stats["meta"]["render_path"] == ("jvm" if jvm else "python")
         docs[jvm] = {f["id"]: assemble(folder(root, stats, f["id"])) for f in feeds}
     meta = list(csv.DictReader(io.StringIO(docs[True]["meta"].decode("utf-8"))))
     python = {r["id"]: r for r in csv.DictReader(io.StringIO(docs[False]["meta"].decode("utf-8")))}

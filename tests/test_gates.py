@@ -2,10 +2,10 @@ from __future__ import annotations
 
 import pytest
 
+from feedgen.core.config import load_config
+from feedgen.core.errors import BadInput
+from feedgen.core.runs import new_run_record, parse_as_of, write_run
 from feedgen.generator.gates import check_run, evaluate_definition, thresholds_for
-from feedgen.jobs.config import load_config
-from feedgen.jobs.errors import BadInput
-from feedgen.jobs.runs import new_run_record, parse_as_of, write_run
 
 DEFAULT = {"enabled": True, "max_count_change": 0.2, "max_share_removed": 0.1,
            "max_share_changed": 0.3, "allow_empty": False, "max_null_rate": 0.05}

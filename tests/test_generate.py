@@ -301,7 +301,7 @@ def test_feeds_all_keyed_on_one_field_leave_out_offers_no_feed_wants(spark, tmp_
     feeds = [{"id": f"seller-{k}", "template": ["google_merchant_rss", "meta_catalog_csv"][k % 2],
               "where": {"field": "seller_id", "in": [f"s-{k}", f"s-{k + 1}"]}} for k in range(8)]
     stats = generate(spark, tmp_path, offers, {"feeds": feeds}, jvm=jvm)
-    assert stats["seller-0"]["renderer"] == ("jvm" if jvm else "python")
+    assert stats["seller-0"]["render_path"] == ("jvm" if jvm else "python")
 
     assert {i.findtext(G + "id") for i in xml_items(assemble(folder(tmp_path, stats, "seller-0")))} == \
         {"o-12", "o-1", "o-13"}
@@ -377,8 +377,8 @@ def test_jvm_and_python_renderers_write_the_same_feeds_stats_and_snapshots(spark
                                                         stats["google-all"]["target"]).collect())
         out[jvm] = stats, docs, snaps
     (jvm_stats, jvm_docs, jvm_snaps), (py_stats, py_docs, py_snaps) = out[True], out[False]
-    assert {s["renderer"] for s in jvm_stats.values()} == {"jvm"}
-    assert {s["renderer"] for s in py_stats.values()} == {"python"}
+    assert {s["render_path"] for s in jvm_stats.values()} == {"jvm"}
+    assert {s["render_path"] for s in py_stats.values()} == {"python"}
     assert jvm_docs == py_docs
     assert jvm_snaps == py_snaps and len(jvm_snaps) == jvm_stats["google-all"]["items"] > 0
     same = ("items", "candidates", "renders", "excluded", "warnings", "excluded_samples", "null_rates", "files")
@@ -413,8 +413,8 @@ def test_an_aggregate_read_from_parquet_is_rendered_from_its_column_batches_as_p
                                                         stats["seller-0"]["target"]).collect())
         out[jvm] = stats, docs, snaps
     (jvm_stats, jvm_docs, jvm_snaps), (py_stats, py_docs, py_snaps) = out[True], out[False]
-    assert {(s["renderer"], s["input"]) for s in jvm_stats.values()} == {("jvm", "columns")}
-    assert {s["renderer"] for s in py_stats.values()} == {"python"}
+    assert {(s["render_path"], s["input"]) for s in jvm_stats.values()} == {("jvm", "columns")}
+    assert {s["render_path"] for s in py_stats.values()} == {"python"}
     # item order within a part may differ (Python reads through a join): compare items
     for d in jvm_docs:
         assert sorted(jvm_docs[d].splitlines()) == sorted(py_docs[d].splitlines()), d

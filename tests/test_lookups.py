@@ -14,15 +14,15 @@ import pytest
 import requests
 
 from feedgen.aggregator.schemas import CUSTOMER_AGGREGATE_SCHEMA
+from feedgen.core.config import load_config
+from feedgen.core.runs import format_ts, new_run_record, write_run
 from feedgen.fileserver.app import create_app
 from feedgen.fileserver.lookups import lookups
 from feedgen.generator.definitions import definitions_from_mapping
 from feedgen.generator.generate import generate_entity
 from feedgen.generator.membership import build_membership_index, publish_membership
 from feedgen.generator.parts import assemble
-from feedgen.jobs.config import load_config
 from feedgen.jobs.publish import publish_run
-from feedgen.jobs.runs import format_ts, new_run_record, write_run
 from tests.fileserver_support import LiveServer, sha
 
 RUN_A = "20261101T000000Z-aaaaaa"
@@ -345,8 +345,8 @@ def test_fast_path_and_flask_route_answer_the_same(published):
 
 
 def test_old_run_stays_open_until_its_last_request_finishes(published, tmp_path):
+    from feedgen.core.store import LocalStore
     from feedgen.fileserver.lookups import MembershipReader
-    from feedgen.jobs.store import LocalStore
 
     config, _ = published
     root = load_config(None, root=str(tmp_path / "root"), environ={})

@@ -7,6 +7,7 @@ import json
 import pytest
 from lxml import etree
 
+from feedgen.core.errors import FeedgenError
 from feedgen.generator.parts import (
     assemble,
     gzip_member,
@@ -15,7 +16,6 @@ from feedgen.generator.parts import (
     write_manifest,
     write_part,
 )
-from feedgen.jobs.errors import FeedgenError
 
 HEADER = '<?xml version="1.0" encoding="UTF-8"?>\n<rss version="2.0"><channel>\n'
 FOOTER = "</channel></rss>\n"

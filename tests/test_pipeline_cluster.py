@@ -6,9 +6,9 @@ import shutil
 
 import pytest
 
-from feedgen.jobs.config import load_config
+from feedgen.core.config import load_config
+from feedgen.core.runs import new_run_id, parse_as_of, root_lock
 from feedgen.jobs.pipeline import run_pipeline
-from feedgen.jobs.runs import new_run_id, parse_as_of, root_lock
 from tests.pipeline_support import (
     DAY1,
     StandaloneSpark,
@@ -23,6 +23,7 @@ from tests.pipeline_support import (
     write_definitions,
     write_sample,
 )
+from tests.support import TEST_JVM_OPTS
 
 DEFINITIONS = """\
 feeds:
@@ -54,7 +55,8 @@ def cluster(tmp_path):
 
 def test_a_run_on_a_standalone_cluster_publishes_the_same_items_as_a_local_run(spark, tmp_path, cluster):
     defs = write_definitions(tmp_path / "defs", DEFINITIONS)
-    config_path = write_config(tmp_path, "  conf: {spark.executor.memory: 512m, spark.cores.max: 2}\n")
+    config_path = write_config(tmp_path, "  conf: {spark.executor.memory: 512m, spark.cores.max: 2, "
+                                         f"spark.executor.extraJavaOptions: '{TEST_JVM_OPTS}'}}\n")
     local = tmp_path / "local"
     write_sample(local, variant=0)
     shutil.copytree(local, tmp_path / "remote")

@@ -10,9 +10,9 @@ from collections import defaultdict
 
 import pytest
 
-from feedgen.jobs.config import load_config
+from feedgen.core.config import load_config
+from feedgen.core.runs import new_run_id, parse_as_of, root_lock
 from feedgen.jobs.pipeline import run_pipeline
-from feedgen.jobs.runs import new_run_id, parse_as_of, root_lock
 from tests.pipeline_support import (
     DAY1,
     DAY2,
@@ -165,7 +165,7 @@ def test_kill_9_at_every_stage_then_resume_equals_an_uninterrupted_run(roots, ka
 
 
 def test_a_failed_aggregate_goes_on_with_the_last_good_one_only_when_the_config_allows_it(roots, spark):
-    from feedgen.jobs.errors import FeedgenError
+    from feedgen.core.errors import FeedgenError
 
     root = roots["top"] / "stale"
     shutil.copytree(roots["ref"], root)

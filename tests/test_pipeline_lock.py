@@ -13,16 +13,16 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from feedgen.core.errors import RunLocked
+from feedgen.core.runs import lock_holder, root_lock
 from feedgen.jobs.cli import main
-from feedgen.jobs.errors import RunLocked
 from feedgen.jobs.pipeline import run_every
-from feedgen.jobs.runs import lock_holder, root_lock
 
 HOLD = """
 import sys, time
 from pathlib import Path
-from feedgen.jobs.errors import RunLocked
-from feedgen.jobs.runs import root_lock
+from feedgen.core.errors import RunLocked
+from feedgen.core.runs import root_lock
 root, run_id, go, hold = sys.argv[1], sys.argv[2], Path(sys.argv[3]), float(sys.argv[4])
 while go.name != "-" and not go.exists():
     time.sleep(0.01)

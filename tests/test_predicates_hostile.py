@@ -8,11 +8,11 @@ import pytest
 from pyspark.sql import types as T
 
 from feedgen.aggregator.schemas import OFFER_AGGREGATE_SCHEMA
+from feedgen.core.errors import DefinitionError
 from feedgen.generator.compile import MATCHES, add_membership, compile_predicate
 from feedgen.generator.definitions import Definition, definitions_from_mapping
 from feedgen.generator.fields import FieldNotFound
 from feedgen.generator.tree import Compare, Regex
-from feedgen.jobs.errors import DefinitionError
 from tests.predicate_support import dataframe, rows_for
 
 AS_OF = datetime(2026, 11, 22, tzinfo=UTC)

@@ -6,13 +6,14 @@ import boto3
 import pytest
 from click.testing import CliRunner
 
+from feedgen.core.config import load_config
+from feedgen.core.errors import BadInput
+from feedgen.core.runs import read_run
+from feedgen.core.serving import read_pointer, serving_store
 from feedgen.generator.parts import assemble
 from feedgen.jobs.cli import main
-from feedgen.jobs.config import load_config
-from feedgen.jobs.errors import BadInput
 from feedgen.jobs.lifecycle import approve_run, release_run
-from feedgen.jobs.publish import publish_run, read_pointer, serving_store
-from feedgen.jobs.runs import read_run
+from feedgen.jobs.publish import publish_run
 from tests.snapshot_helpers import (
     SMALL_DATA_GATES,
     consume,
@@ -151,8 +152,8 @@ def test_reject_discards_a_held_run_and_approve_refuses_a_stale_one(spark, tmp_p
 
 
 def test_a_segment_with_an_extra_export_is_published_whole(tmp_path, s3_endpoint):
+    from feedgen.core.runs import new_run_record, parse_as_of, write_run
     from feedgen.generator.parts import write_manifest, write_part
-    from feedgen.jobs.runs import new_run_record, parse_as_of, write_run
 
     s3 = _bucket(s3_endpoint, "serve-segment")
     config = load_config(root=str(tmp_path), environ={

@@ -18,12 +18,20 @@ from sqlalchemy import update
 
 from feedgen.console.registry import Registry
 from feedgen.console.registry.models import VersionRow
-from feedgen.jobs.config import load_config
-from feedgen.jobs.errors import BadInput, DefinitionError
+from feedgen.core.config import load_config
+from feedgen.core.errors import BadInput, DefinitionError
+from feedgen.core.runs import new_run_id, new_run_record, parse_as_of
 from feedgen.jobs.pinning import load_source, redact, run_definitions
 from feedgen.jobs.pipeline import generate_stage, run_pipeline
-from feedgen.jobs.runs import new_run_id, new_run_record, parse_as_of
-from tests.pipeline_support import DAY1, clean_env, feedgen, published_docs, run_json, write_sample
+from tests.pipeline_support import (
+    DAY1,
+    clean_env,
+    feedgen,
+    feedgen_here,
+    published_docs,
+    run_json,
+    write_sample,
+)
 from tests.registry_support import ADMIN, body, published
 
 RUN_ID = "20261122T030500Z-aaaaaa"
@@ -147,7 +155,7 @@ def test_a_run_from_a_folder_pins_a_copy_and_keeps_it_when_the_folder_changes(tm
     assert yaml.safe_load(path.read_text()) == {"feeds": [CHEAP]}
 
 
-def test_a_run_killed_in_generate_resumes_with_its_pinned_version_after_a_publish(tmp_path):
+def test_a_run_killed_in_generate_resumes_with_its_pinned_version_after_a_publish(spark, tmp_path):
     url = f"sqlite:///{tmp_path}/feedgen.db"
     cfg = write_config(tmp_path, url)
     root = tmp_path / "root"
@@ -176,7 +184,8 @@ def test_a_run_killed_in_generate_resumes_with_its_pinned_version_after_a_publis
     with pytest.raises(BadInput, match="always resumes with them"):
         run_pipeline(config, run_id=run_id, resume=True, definitions_dir=str(tmp_path))
 
-    resumed = feedgen("run", "--config", str(cfg), "--resume", run_id, env=clean_env())
+    # the resume on the suite's Spark session: its own process (a second JVM start) adds nothing here
+    resumed = feedgen_here("run", "--config", str(cfg), "--resume", run_id)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
 
     record = run_json(root, run_id)

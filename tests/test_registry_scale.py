@@ -18,10 +18,10 @@ from feedgen.console.registry import DefinitionRejected, Registry, registry_for
 from feedgen.console.registry.migrate import alembic_config
 from feedgen.console.registry.models import RegistryState
 from feedgen.console.registry.yamlio import dump_definition
+from feedgen.core.config import load_config
+from feedgen.core.errors import DefinitionError
+from feedgen.core.paths import REPO_DIR
 from feedgen.generator.validate_body import validator_fingerprint
-from feedgen.jobs.config import load_config
-from feedgen.jobs.errors import DefinitionError
-from feedgen.jobs.paths import REPO_DIR
 from feedgen.jobs.pinning import read_source
 from tests.registry_support import ADMIN, BUYERS, CHEAP, LAPSED, PER_STORE, body, published
 

@@ -8,9 +8,9 @@ from decimal import Decimal
 import pytest
 from lxml import etree
 
+from feedgen.core.errors import BadInput
 from feedgen.generator.parts import assemble, part_name, write_manifest, write_part
 from feedgen.generator.render import get_renderer, render_count, renderer_key
-from feedgen.jobs.errors import BadInput
 
 G = "{http://base.google.com/ns/1.0}"
 CTX = {"definition_id": "google-pl", "title": "Shop PL", "link": "https://shop.example.com",

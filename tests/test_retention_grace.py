@@ -21,10 +21,10 @@ import pytest
 import requests
 import yaml
 
+from feedgen.core.config import load_config
+from feedgen.core.runs import new_run_record, parse_as_of, write_run
 from feedgen.generator.parts import write_manifest, write_part
-from feedgen.jobs.config import load_config
 from feedgen.jobs.publish import apply_retention, publish_run
-from feedgen.jobs.runs import new_run_record, parse_as_of, write_run
 from tests.fileserver_support import TOKENS, expected, server_section, xml_items
 from tests.support import free_port, wait_for_port
 
@@ -232,8 +232,8 @@ def test_a_download_cut_by_a_vanished_part_on_s3_fails_visibly(tmp_path, serve, 
 
 
 def test_a_part_shorter_than_its_manifest_says_ends_the_download_with_an_error(tmp_path):
+    from feedgen.core.store import LocalStore
     from feedgen.fileserver.published import IncompleteDocument, ManifestCache, gzip_stream, resolve
-    from feedgen.jobs.store import LocalStore
 
     config = load_config(root=str(tmp_path), environ={})
     folder = write_feed(config, R1, xml_items(R1, 40))

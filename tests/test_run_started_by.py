@@ -7,9 +7,9 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
+from feedgen.core.runs import new_run_record, parse_as_of, write_run
 from feedgen.jobs.cli import main
 from feedgen.jobs.pipeline import STAGES
-from feedgen.jobs.runs import new_run_record, parse_as_of, write_run
 from tests.pipeline_support import DAY1, feedgen, run_json, write_config
 
 DEFINITIONS = """\

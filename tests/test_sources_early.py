@@ -11,7 +11,7 @@ import time
 import pytest
 
 from feedgen.aggregator.sources import check_source_path
-from feedgen.jobs.errors import SourceSchemaError
+from feedgen.core.errors import SourceSchemaError
 
 FEEDGEN = [sys.executable, "-m", "feedgen.jobs.cli", "--text-logs"]
 DEFS = """\
@@ -80,9 +80,9 @@ def test_a_source_with_zero_rows_warns_and_holds_even_a_first_run(spark, tmp_pat
     import pyarrow.parquet as pq
 
     from feedgen.aggregator.sample_data import write_sample_data
-    from feedgen.jobs.config import load_config
+    from feedgen.core.config import load_config
+    from feedgen.core.runs import new_run_id, parse_as_of
     from feedgen.jobs.pipeline import run_pipeline
-    from feedgen.jobs.runs import new_run_id, parse_as_of
 
     root = tmp_path / "root"
     write_sample_data(root / "sample", offers=40, customers=10, seed=7)
@@ -178,9 +178,9 @@ def _root_with_broken_offers(tmp_path):
 
 
 def test_a_source_spark_cannot_read_fails_feedgen_run_in_one_line_and_marks_the_run_failed(spark, tmp_path):
-    from feedgen.jobs.config import load_config
+    from feedgen.core.config import load_config
+    from feedgen.core.runs import new_run_id, parse_as_of
     from feedgen.jobs.pipeline import run_pipeline
-    from feedgen.jobs.runs import new_run_id, parse_as_of
 
     root, offers = _root_with_broken_offers(tmp_path)
     defs = tmp_path / "defs"

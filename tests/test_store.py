@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 import boto3
 import pytest
 
-from feedgen.jobs.store import LocalStore, S3Store, open_store
+from feedgen.core.store import LocalStore, S3Store, open_store
 
 
 @pytest.fixture(params=["local", "s3"])

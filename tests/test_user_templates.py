@@ -10,8 +10,15 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
-from feedgen.jobs.paths import EXAMPLES_DIR
-from tests.pipeline_support import DAY1, clean_env, feedgen, write_config, write_sample
+from feedgen.core.paths import EXAMPLES_DIR
+from tests.pipeline_support import (
+    DAY1,
+    clean_env,
+    feedgen,
+    feedgen_here,
+    write_config,
+    write_sample,
+)
 
 EXAMPLE = EXAMPLES_DIR / "user-template"
 FEED = """\
@@ -115,11 +122,11 @@ PARTLY = """\
 """
 
 
-def test_feedgen_run_renders_a_user_template_holds_on_template_errors_and_serves_once_approved(tmp_path):
+def test_feedgen_run_renders_a_user_template_holds_on_template_errors_and_serves_once_approved(spark, tmp_path):
     import json
 
+    from feedgen.core.config import load_config
     from feedgen.fileserver.app import create_app
-    from feedgen.jobs.config import load_config
 
     root = project(tmp_path)
     # a second feed whose template fails on the offers with no stock (validate cannot see that)
@@ -131,7 +138,8 @@ def test_feedgen_run_renders_a_user_template_holds_on_template_errors_and_serves
     data = tmp_path / "var"
     write_sample(data, variant=0, offers=40, customers=10)
     write_config(root, "definitions: defs\ngenerate:\n  templates_dir: templates\nserver:\n  public: [mine]\n")
-    done = feedgen("run", "--config", str(root / "feedgen.yaml"), "--root", str(data), "--as-of", DAY1, cwd=root)
+    # in this process, on the suite's Spark session (a JVM start of its own adds nothing here)
+    done = feedgen_here("run", "--config", str(root / "feedgen.yaml"), "--root", str(data), "--as-of", DAY1, cwd=root)
     assert done.returncode == 0, done.stderr[-3000:]
 
     [run_id] = [p.name for p in (data / "runs").iterdir()]

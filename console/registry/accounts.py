@@ -15,7 +15,7 @@ from feedgen.console.registry import auth
 from feedgen.console.registry.auth import Actor, require
 from feedgen.console.registry.errors import LoginFailed, LoginThrottled, NotFound, StateConflict
 from feedgen.console.registry.models import LoginFailureRow, TokenRow, UserRow
-from feedgen.jobs.errors import BadInput
+from feedgen.core.errors import BadInput
 
 if TYPE_CHECKING:
     from feedgen.console.registry.service import Registry

@@ -14,6 +14,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from feedgen.console.registry.errors import Forbidden
+from feedgen.core.errors import BadInput
 
 ROLES = ("viewer", "editor", "publisher", "approver", "admin")
 
@@ -65,8 +66,6 @@ def require(actor: Actor, permission: str) -> None:
 
 
 def check_role(role: str) -> str:
-    from feedgen.jobs.errors import BadInput
-
     if role not in ROLES:
         raise BadInput(f"unknown role {role!r}; use one of: {', '.join(ROLES)}")
     return role
@@ -99,7 +98,5 @@ def token_digest(token: str) -> str:
 
 
 def check_password_strength(password: str) -> None:
-    from feedgen.jobs.errors import BadInput
-
     if len(password) < 8:
         raise BadInput("the password is too short; use at least 8 characters")

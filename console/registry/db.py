@@ -21,7 +21,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import Session, sessionmaker
 
-from feedgen.jobs.errors import ConfigError
+from feedgen.core.errors import ConfigError
 
 DEFAULT_URL = "sqlite:///{root}/feedgen.db"
 BUSY_TIMEOUT_MS = 30_000

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from feedgen.jobs.errors import BadInput, DefinitionError, FeedgenError
+from feedgen.core.errors import BadInput, DefinitionError, FeedgenError
 
 
 class RegistryError(FeedgenError):

@@ -45,6 +45,7 @@ from feedgen.console.registry.models import (
     VersionRow,
 )
 from feedgen.console.registry.yamlio import PLURAL, dump_definition, read_folder, write_folder
+from feedgen.core.errors import BadInput
 from feedgen.generator.parse import Problem
 from feedgen.generator.validate_body import (
     Body,
@@ -798,8 +799,6 @@ def _cycle_through(p: LocatedProblem, ids: set[str]) -> bool:
 
 def _check_kind(kind: str) -> None:
     if kind not in KINDS:
-        from feedgen.jobs.errors import BadInput
-
         raise BadInput(f"unknown kind {kind!r}; use feed or segment")
 
 

@@ -60,13 +60,18 @@ import scala.jdk.javaapi.CollectionConverters;
  * (one per file written), ``stat`` rows (one per target and task) and ``snap`` rows for
  * the items of targets with events.
  *
- * Input columns, in this order: key, offer_id, title, description, link, image_link,
- * availability, stock, price, sale_price, effective_price (struct(amount, currency)),
- * condition, brand, gtin, mpn, category path, product name, product brand, product gtin,
- * then the indices of the definitions the row matches (array of int) unless the plan says
- * ``matches: false``, then one string column per lookup of the plan: ``lookups[n]`` maps a
- * value of column n to the definitions that take the rows with that value (an eq/in on one
- * field, shared by many definitions: one hash probe per row instead of a join).
+ * Input columns: the first is the entity key (a string); the others are found by name: the
+ * flavours' inputs (generator/offer_spec.py INPUTS: strings, ints and price structs with
+ * amount and currency fields), the indices of the definitions the row matches (array of
+ * int, named by the plan's ``matches_name``) unless the plan says ``matches: false``, and one
+ * string column ``_fg_lookup<n>`` per lookup of the plan: ``lookups[n]`` maps a value of that
+ * column to the definitions that take the rows with that value (an eq/in on one field,
+ * shared by many definitions: one hash probe per row instead of a join). A column
+ * named ``_fg_runner_up`` (array of int), found by name, lists the definitions whose
+ * ``pick_one_per`` fell to this row as a runner-up; they are counted per target.
+ *
+ * A target with renderer -1 is rendered by the Python pass of the same run: no definition
+ * of this plan routes to it, and it gets no stat row here.
  */
 public final class GeneratePass implements FlatMapFunction<Iterator<InternalRow>, Row> {
 
@@ -76,9 +81,8 @@ public final class GeneratePass implements FlatMapFunction<Iterator<InternalRow>
             .add("key", DataTypes.StringType).add("hash", DataTypes.StringType)
             .add("payload", DataTypes.StringType).add("info", DataTypes.StringType);
     static final ObjectMapper JSON = new ObjectMapper();
-    static final int MATCHES = 19;
-    static final int STOCK = 7;
-    static final int[] PRICES = {8, 9, 10};
+    static final String LOOKUP = "_fg_lookup";
+    static final String RUNNER_UP = "_fg_runner_up";
     // what Python's gzip.compress(data, 6, mtime=0) starts a member with
     static final byte[] GZIP_HEADER = {0x1f, (byte) 0x8b, 8, 0, 0, 0, 0, 0, 0, 3};
 
@@ -91,13 +95,19 @@ public final class GeneratePass implements FlatMapFunction<Iterator<InternalRow>
     final int[] rendererOf;
     final int[][] defTargets;
     final RenderOffer.Program[] programs;
-    final boolean[] google;
+    final RenderOffer.Flavour[] flavours;
     final boolean[] payload;
-    final int matchesColumn;
+    final String matchesName;
+    int matchesColumn = -1;
     final HashMap<UTF8String, int[]>[] lookups;
-    // Where input i (0 the key, 1..18 RenderOffer's arguments, then the lookup fields) is in
-    // a row: column ords[i], and field subs[i] of that struct column of widths[i] fields, or
-    // the column itself (-1). A price input is a struct; money[i] = {amount, currency, width}.
+    int runnerColumn = -1;   // the row path's RUNNER_UP column, when it has one
+    // The inputs every flavour reads (offer_spec.INPUTS), by name, and their types.
+    final String[] inputs;
+    final int[] types;
+    // Where slot i (0 the key, 1..inputs the flavours' inputs, then the lookup fields) is in
+    // a row, found by name: column ords[i], and field subs[i] of that struct column of
+    // widths[i] fields, or the column itself (-1). A price is a struct; money[i] = {amount,
+    // currency, width}.
     final int[] ords;
     final int[] subs;
     final int[] widths;
@@ -133,29 +143,28 @@ public final class GeneratePass implements FlatMapFunction<Iterator<InternalRow>
         }
         JsonNode renderers = plan.get("renderers");
         programs = new RenderOffer.Program[renderers.size()];
-        google = new boolean[renderers.size()];
+        flavours = new RenderOffer.Flavour[renderers.size()];
         payload = new boolean[renderers.size()];
         for (int r = 0; r < renderers.size(); r++) {
             JsonNode renderer = renderers.get(r);
-            programs[r] = new RenderOffer.Program(renderer.get("program").asText());
-            google[r] = renderer.get("google").asBoolean();
+            flavours[r] = new RenderOffer.Flavour(renderer.get("flavour").asText());
+            programs[r] = new RenderOffer.Program(renderer.get("program").asText(), flavours[r]);
             payload[r] = renderer.get("payload").asBoolean();
+            if (r > 0 && !Arrays.equals(flavours[r].inputs, flavours[0].inputs)) {
+                throw new IllegalArgumentException("flavours '" + flavours[0].name + "' and '" + flavours[r].name
+                        + "' read different inputs; offer_spec.INPUTS is one list for every flavour");
+            }
         }
-        matchesColumn = plan.get("matches").asBoolean() ? MATCHES : -1;
+        inputs = flavours.length == 0 ? new String[0] : flavours[0].inputs;
+        types = flavours.length == 0 ? new int[0] : flavours[0].types;
+        matchesName = plan.get("matches").asBoolean() ? plan.get("matches_name").asText() : null;
         JsonNode tables = plan.get("lookups");
-        // the row path's layout: the inputs in order, then _matches, then the lookup fields
-        int inputs = MATCHES + tables.size();
-        ords = new int[inputs];
-        subs = new int[inputs];
-        widths = new int[inputs];
-        money = new int[inputs][];
-        for (int i = 0; i < inputs; i++) {
-            ords[i] = i < MATCHES || matchesColumn < 0 ? i : i + 1;
-            subs[i] = -1;
-        }
-        for (int i : PRICES) {
-            money[i] = new int[] {0, 1, 2};
-        }
+        int slots = 1 + inputs.length + tables.size();
+        ords = new int[slots];
+        subs = new int[slots];
+        widths = new int[slots];
+        money = new int[slots][];
+        Arrays.fill(subs, -1);
         lookups = new HashMap[tables.size()];
         for (int l = 0; l < tables.size(); l++) {
             lookups[l] = new HashMap<>();
@@ -174,8 +183,39 @@ public final class GeneratePass implements FlatMapFunction<Iterator<InternalRow>
      * Spark's internal rows: no Row object per offer.
      */
     public static Dataset<Row> run(Dataset<Row> df, String planJson) throws JsonProcessingException {
-        JavaRDD<Row> rows = df.queryExecution().toRdd().toJavaRDD().mapPartitions(new GeneratePass(planJson));
+        GeneratePass pass = new GeneratePass(planJson);
+        pass.bind(df.schema());
+        pass.runnerColumn = Arrays.asList(df.schema().fieldNames()).indexOf(RUNNER_UP);
+        JavaRDD<Row> rows = df.queryExecution().toRdd().toJavaRDD().mapPartitions(pass);
         return df.sparkSession().createDataFrame(rows, OUT);
+    }
+
+    /** The name of slot ``i`` (1.. the inputs, then the lookups). */
+    String slotName(int i) {
+        return i <= inputs.length ? inputs[i - 1] : LOOKUP + (i - 1 - inputs.length);
+    }
+
+    /** The row path: every slot, and _matches, found by name among the columns of ``schema``. */
+    void bind(StructType schema) {
+        List<String> names = Arrays.asList(schema.fieldNames());
+        for (int i = 1; i < ords.length; i++) {
+            ords[i] = column(names, slotName(i));
+            if (i <= inputs.length && types[i - 1] == RenderOffer.MONEY) {
+                StructType price = (StructType) schema.fields()[ords[i]].dataType();
+                money[i] = new int[] {price.fieldIndex("amount"), price.fieldIndex("currency"), price.size()};
+            }
+        }
+        matchesColumn = matchesName == null ? -1 : column(names, matchesName);
+    }
+
+    /** The index of column ``name`` after the key; a name the caller did not select is an error. */
+    static int column(List<String> names, String name) {
+        int i = names.subList(1, names.size()).indexOf(name);
+        if (i < 0) {
+            throw new IllegalArgumentException("GeneratePass: no input column '" + name + "' among " + names
+                    + " (generator/jvm.py offer_columns selects the inputs by their offer_spec names)");
+        }
+        return i + 1;
     }
 
     /**
@@ -210,11 +250,20 @@ public final class GeneratePass implements FlatMapFunction<Iterator<InternalRow>
                 selected.add((Expression) (Object) e);   // a Scala trait over a class: Java cannot see it is one
             }
         }
-        if (!scan.supportsColumnar() || pass.matchesColumn >= 0 || selected.size() != pass.ords.length) {
+        if (!scan.supportsColumnar() || pass.matchesName != null || selected.isEmpty()) {
             return null;
         }
-        for (int i = 0; i < selected.size(); i++) {
-            Expression e = selected.get(i);
+        // each slot's expression, found by name (the first is the key)
+        List<String> names = new ArrayList<>();
+        for (Expression e : selected) {
+            names.add(e instanceof NamedExpression named ? named.name() : "");
+        }
+        for (int i = 0; i < pass.ords.length; i++) {
+            int at = i == 0 ? 0 : names.subList(1, names.size()).indexOf(pass.slotName(i)) + 1;
+            if (at <= 0 && i > 0) {
+                return null;
+            }
+            Expression e = selected.get(at);
             if (e instanceof Alias alias) {
                 e = alias.child();
             }
@@ -240,11 +289,12 @@ public final class GeneratePass implements FlatMapFunction<Iterator<InternalRow>
             }
             pass.ords[i] = column;
             pass.subs[i] = sub;
-            if (pass.money[i] == null ? !type.equals(i == STOCK ? DataTypes.IntegerType : DataTypes.StringType)
-                    : sub >= 0 || !isPrice(type)) {
+            int kind = i == 0 || i > pass.inputs.length ? RenderOffer.STRING : pass.types[i - 1];
+            if (kind == RenderOffer.MONEY ? sub >= 0 || !isPrice(type)
+                    : !type.equals(kind == RenderOffer.INT ? DataTypes.IntegerType : DataTypes.StringType)) {
                 return null;
             }
-            if (pass.money[i] != null) {
+            if (kind == RenderOffer.MONEY) {
                 StructType price = (StructType) type;
                 pass.money[i] = new int[] {price.fieldIndex("amount"), price.fieldIndex("currency"), price.size()};
             }
@@ -376,7 +426,28 @@ public final class GeneratePass implements FlatMapFunction<Iterator<InternalRow>
     }
 
     Integer integer(InternalRow row, int i) {
-        return row.isNullAt(ords[i]) ? null : row.getInt(ords[i]);
+        int column = ords[i];
+        if (row.isNullAt(column)) {
+            return null;
+        }
+        if (subs[i] < 0) {
+            return row.getInt(column);
+        }
+        InternalRow struct = row.getStruct(column, widths[i]);
+        return struct.isNullAt(subs[i]) ? null : struct.getInt(subs[i]);
+    }
+
+    /** The flavours' inputs of ``row``, in their order (String, Integer, Cash). */
+    Object[] inputs(InternalRow row) {
+        Object[] in = new Object[inputs.length];
+        for (int k = 0; k < in.length; k++) {
+            switch (types[k]) {
+                case RenderOffer.STRING: in[k] = string(row, k + 1); break;
+                case RenderOffer.INT: in[k] = integer(row, k + 1); break;
+                default: in[k] = cash(row, k + 1); break;
+            }
+        }
+        return in;
     }
 
     /** A price input: struct(amount decimal(18,2), currency string). */
@@ -408,6 +479,7 @@ public final class GeneratePass implements FlatMapFunction<Iterator<InternalRow>
         final Buffer[] buffers = new Buffer[folders.length];
         final boolean[] made = new boolean[folders.length];
         final long[] seen = new long[folders.length];
+        final long[] runnerUps = new long[folders.length];
         final long[] renders = new long[programs.length];
         @SuppressWarnings("unchecked")
         final Map<String, Long>[] excluded = new Map[folders.length];
@@ -423,6 +495,7 @@ public final class GeneratePass implements FlatMapFunction<Iterator<InternalRow>
         final MessageDigest sha;
         boolean done;
         String key;   // of the current row, made when needed
+        Object[] values;   // the inputs of the current row, read when first rendered
 
         String key(InternalRow row) {
             if (key == null) {
@@ -464,12 +537,20 @@ public final class GeneratePass implements FlatMapFunction<Iterator<InternalRow>
 
         void process(InternalRow row) {
             key = null;
+            values = null;
             Arrays.fill(results, null);
             if (matchesColumn >= 0) {
                 route(row, row.getArray(matchesColumn).toIntArray());
             }
+            if (runnerColumn >= 0 && !row.isNullAt(runnerColumn)) {
+                for (int m : row.getArray(runnerColumn).toIntArray()) {
+                    for (int t : defTargets[m]) {
+                        runnerUps[t]++;
+                    }
+                }
+            }
             for (int n = 0; n < lookups.length; n++) {
-                UTF8String value = utf8(row, MATCHES + n);
+                UTF8String value = utf8(row, 1 + inputs.length + n);
                 int[] found = value == null ? null : lookups[n].get(value);
                 if (found != null) {
                     route(row, found);
@@ -484,12 +565,10 @@ public final class GeneratePass implements FlatMapFunction<Iterator<InternalRow>
                     int r = rendererOf[t];
                     RenderOffer.Result result = results[r];
                     if (result == null) {
-                        result = results[r] = RenderOffer.renderOffer(programs[r], google[r], payload[r],
-                                string(row, 1), string(row, 2), string(row, 3), string(row, 4), string(row, 5),
-                                string(row, 6), integer(row, STOCK), cash(row, 8),
-                                cash(row, 9), cash(row, 10), string(row, 11), string(row, 12), string(row, 13),
-                                string(row, 14), string(row, 15), string(row, 16), string(row, 17),
-                                string(row, 18));
+                        if (values == null) {
+                            values = inputs(row);
+                        }
+                        result = results[r] = RenderOffer.renderOffer(programs[r], flavours[r], payload[r], values);
                         texts[r] = result.text == null ? null : result.text.getBytes(StandardCharsets.UTF_8);
                         renders[r]++;
                     }
@@ -534,7 +613,7 @@ public final class GeneratePass implements FlatMapFunction<Iterator<InternalRow>
                 }
             }
             for (int t = 0; t < folders.length; t++) {
-                if (seen[t] == 0 && renders[rendererOf[t]] == 0) {
+                if (rendererOf[t] < 0 || seen[t] == 0 && renders[rendererOf[t]] == 0) {
                     continue;
                 }
                 Map<String, Object> info = new LinkedHashMap<>();
@@ -544,6 +623,7 @@ public final class GeneratePass implements FlatMapFunction<Iterator<InternalRow>
                 info.put("warnings", warned[t] == null ? Map.of() : warned[t]);
                 info.put("samples", samples[t] == null ? Map.of() : samples[t]);
                 info.put("nulls", nulls[t] == null ? Map.of() : nulls[t]);
+                info.put("runner_ups", runnerUps[t]);
                 pending.add(RowFactory.create("stat", t, null, null, null, json(info)));
             }
             deflater.end();

@@ -3,31 +3,39 @@ package feedgen.jvm;
 import java.math.BigDecimal;
 import java.math.RoundingMode;
 import java.util.ArrayList;
-import java.util.Arrays;
 import java.util.HashMap;
+import java.util.HashSet;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
 import java.util.Set;
 
+import com.fasterxml.jackson.core.JsonProcessingException;
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+
 import org.apache.spark.sql.Row;
 import org.apache.spark.sql.RowFactory;
-import org.apache.spark.sql.api.java.UDF20;
+import org.apache.spark.sql.api.java.UDF4;
+import org.apache.spark.sql.types.StructType;
 
 /**
  * One offer rendered by a built-in offer template, in the JVM.
  *
- * The same rules as generator/render.py (_offer_fields, _prepare_google, _prepare_meta) and
- * the template's own item.*.j2, compiled by generator/jvm.py into a small program (text,
- * field, if-field, csv row). Python's string semantics are kept on purpose: lengths and
- * cuts count code points, whitespace is what str.isspace() says, cleaning removes what
- * xmlsafe.py removes. tests/test_render_jvm.py compares both renderers item by item.
+ * The rules are generator/offer_spec.py's, read at run time as JSON (``Flavour``: the inputs
+ * by name, the fields with their cleaners, limits, vocabularies and codes), and the
+ * template's own item.*.j2, compiled by generator/jvm.py into a small program (text,
+ * field, if-field, csv row) over the flavour's field names. The cleaners are the code that
+ * render.py's ``_clean_*`` functions are in Python. Python's string semantics are kept on
+ * purpose: lengths and cuts count code points, whitespace is what str.isspace() says,
+ * cleaning removes what xmlsafe.py removes. tests/test_render_jvm.py compares both
+ * renderers item by item; tests/test_offer_spec.py holds both to golden vectors.
  *
- * Returns struct(text, errors, warnings, payload, missing); text is null when an error
- * leaves the item out.
+ * As a UDF: (program, flavour JSON, payload?, struct of the inputs, read by field name) →
+ * struct(text, errors, warnings, payload, missing); text is null when an error leaves the
+ * item out.
  */
-public final class RenderOffer implements UDF20<String, String, String, String, String, String, String, String,
-        Integer, Row, Row, Row, String, String, String, String, String, String, String, String, Row> {
+public final class RenderOffer implements UDF4<String, String, Boolean, Row, Row> {
 
     private static final long serialVersionUID = 1L;
 
@@ -224,13 +232,13 @@ public final class RenderOffer implements UDF20<String, String, String, String, 
         return new Object[] {t, false};
     }
 
-    /** render._url: ^https?://[^\s/$.?#][^\s]*$ with re.IGNORECASE, at most 2,000 characters */
-    static String url(String value) {
+    /** render._url: ^https?://[^\s/$.?#][^\s]*$ with re.IGNORECASE, at most ``limit`` characters (0: any) */
+    static String url(String value, int limit) {
         if (value == null) {
             return null;
         }
         String u = strip(xmlClean(value));
-        if (length(u) > 2000) {
+        if (limit > 0 && length(u) > limit) {
             return null;
         }
         int i = 0;
@@ -268,26 +276,186 @@ public final class RenderOffer implements UDF20<String, String, String, String, 
         return s != null && !s.isEmpty();
     }
 
-    // ---------------------------------------------------------------- vocabularies, money, codes
+    // ---------------------------------------------------------------- the spec
 
-    static final Map<String, String> AVAILABILITY = new HashMap<>();
-    static final Map<String, String> META_AVAILABILITY = new HashMap<>();
-    static final Set<String> CONDITIONS = Set.of("new", "used", "refurbished");
+    static final ObjectMapper JSON = new ObjectMapper();
+    static final int STRING = 0;
+    static final int INT = 1;
+    static final int MONEY = 2;
+    static final List<String> TYPES = List.of("string", "int", "money");
+    static final List<String> CLEANERS = List.of("id", "text", "long_text", "url", "choice", "money", "sale_price",
+            "gtin", "coalesce", "flag");
+    static final int C_ID = 0;
+    static final int C_TEXT = 1;
+    static final int C_LONG_TEXT = 2;
+    static final int C_URL = 3;
+    static final int C_CHOICE = 4;
+    static final int C_MONEY = 5;
+    static final int C_SALE_PRICE = 6;
+    static final int C_GTIN = 7;
+    static final int C_COALESCE = 8;
+    static final int C_FLAG = 9;
 
-    static {
-        String[] pairs = {
-            "in_stock", "in_stock", "instock", "in_stock", "in stock", "in_stock", "available", "in_stock",
-            "out_of_stock", "out_of_stock", "outofstock", "out_of_stock", "out of stock", "out_of_stock",
-            "sold_out", "out_of_stock", "preorder", "preorder", "pre_order", "preorder", "backorder", "backorder",
-            "back_order", "backorder", "available for order", "backorder",
-        };
-        for (int i = 0; i < pairs.length; i += 2) {
-            AVAILABILITY.put(pairs[i], pairs[i + 1]);
+    static String str(JsonNode n, String key) {
+        JsonNode v = n.get(key);
+        return v == null || v.isNull() ? null : v.asText();
+    }
+
+    static int[] ints(JsonNode n, String key) {
+        JsonNode v = n.get(key);
+        int[] out = new int[v == null ? 0 : v.size()];
+        for (int i = 0; i < out.length; i++) {
+            out[i] = v.get(i).asInt();
         }
-        META_AVAILABILITY.put("in_stock", "in stock");
-        META_AVAILABILITY.put("out_of_stock", "out of stock");
-        META_AVAILABILITY.put("preorder", "preorder");
-        META_AVAILABILITY.put("backorder", "available for order");
+        return out;
+    }
+
+    /** A JSON object of strings (null values kept), or null. */
+    static Map<String, String> strings(JsonNode n, String key) {
+        JsonNode v = n.get(key);
+        if (v == null || v.isNull()) {
+            return null;
+        }
+        Map<String, String> out = new HashMap<>();
+        for (Map.Entry<String, JsonNode> e : v.properties()) {
+            out.put(e.getKey(), e.getValue().isNull() ? null : e.getValue().asText());
+        }
+        return out;
+    }
+
+    static int index(List<String> names, String name, String what) {
+        int i = names.indexOf(name);
+        if (i < 0) {
+            throw new IllegalArgumentException("unknown " + what + " '" + name + "'; known: " + names);
+        }
+        return i;
+    }
+
+    /** One field of a flavour, resolved: offer_spec.Rule. */
+    static final class Rule implements java.io.Serializable {
+        private static final long serialVersionUID = 1L;
+        final String name;
+        final int clean;
+        final int[] sources;
+        final int limit;
+        final String missing;
+        final String bad;
+        final String tooLong;
+        final String cut;
+        final String invalid;
+        final String refused;
+        final int fallback;
+        final String fallbackWarning;
+        final Map<String, String> aliases;
+        final Map<String, String> vocab;   // ours -> theirs (null: left out); a value not listed is refused
+        final String defaultValue;
+        final String defaultWarning;
+        final int[] of;
+        final String value;
+        final Set<String> currencies;
+        final String idChars;
+
+        Rule(JsonNode n) {
+            name = str(n, "name");
+            clean = index(CLEANERS, str(n, "clean"), "cleaner");
+            sources = ints(n, "sources");
+            limit = n.path("limit").asInt(0);
+            missing = str(n, "missing");
+            bad = str(n, "bad");
+            tooLong = str(n, "too_long");
+            cut = str(n, "cut");
+            invalid = str(n, "invalid");
+            refused = str(n, "refused");
+            fallback = n.path("fallback").asInt(-1);
+            fallbackWarning = str(n, "fallback_warning");
+            Map<String, String> a = strings(n, "aliases");
+            aliases = a == null ? Map.of() : a;
+            vocab = strings(n, "vocab");
+            defaultValue = str(n, "default");
+            defaultWarning = str(n, "default_warning");
+            of = ints(n, "of");
+            value = str(n, "value");
+            JsonNode c = n.get("currencies");
+            if (c == null || c.isNull()) {
+                currencies = null;
+            } else {
+                currencies = new HashSet<>();
+                c.forEach(x -> currencies.add(x.asText()));
+            }
+            idChars = str(n, "id_chars");
+        }
+    }
+
+    /** A flavour as offer_spec.flavour_json writes it: its inputs, its fields' rules, its checks. */
+    static final class Flavour implements java.io.Serializable {
+        private static final long serialVersionUID = 1L;
+        final String source;
+        final String name;
+        final String[] inputs;
+        final int[] types;
+        final Rule[] rules;
+        final List<String> names;
+        final int[] payload;
+        final int[][] anyOf;
+        final String[] anyOfError;
+        final String[] requiredName;
+        final int[] requiredInput;
+        final int[] requiredPart;   // 0 the value, 1 its amount, 2 its currency
+        final boolean amountOnly;
+
+        Flavour(String json) {
+            source = json;
+            JsonNode spec;
+            try {
+                spec = JSON.readTree(json);
+            } catch (JsonProcessingException e) {
+                throw new IllegalArgumentException("the flavour is not JSON: " + e.getOriginalMessage(), e);
+            }
+            name = str(spec, "name");
+            JsonNode in = spec.get("inputs");
+            inputs = new String[in.size()];
+            types = new int[in.size()];
+            for (int i = 0; i < inputs.length; i++) {
+                inputs[i] = str(in.get(i), "name");
+                types[i] = index(TYPES, str(in.get(i), "type"), "input type");
+            }
+            JsonNode fs = spec.get("fields");
+            rules = new Rule[fs.size()];
+            String[] ns = new String[rules.length];
+            for (int k = 0; k < rules.length; k++) {
+                rules[k] = new Rule(fs.get(k));
+                ns[k] = rules[k].name;
+            }
+            names = List.of(ns);
+            payload = ints(spec, "payload");
+            JsonNode any = spec.get("require_any");
+            anyOf = new int[any.size()][];
+            anyOfError = new String[any.size()];
+            for (int i = 0; i < anyOf.length; i++) {
+                anyOf[i] = ints(any.get(i), "fields");
+                anyOfError[i] = str(any.get(i), "error");
+            }
+            JsonNode req = spec.get("required");
+            requiredName = new String[req.size()];
+            requiredInput = new int[req.size()];
+            requiredPart = new int[req.size()];
+            for (int i = 0; i < requiredName.length; i++) {
+                requiredName[i] = str(req.get(i), "name");
+                requiredInput[i] = req.get(i).get("input").asInt();
+                requiredPart[i] = List.of("", "amount", "currency").indexOf(str(req.get(i), "part"));
+            }
+            amountOnly = "amount".equals(str(spec, "money"));
+        }
+
+        /** The index of field ``field``; a name the flavour does not set is an error (never "None"). */
+        int field(String field) {
+            int i = names.indexOf(field);
+            if (i < 0) {
+                throw new IllegalArgumentException("the item template uses '" + field + "', which flavour '" + name
+                        + "' does not set; it sets " + names + " (generator/offer_spec.py)");
+            }
+            return i;
+        }
     }
 
     /** A money struct of the aggregate: amount and currency, either may be null. */
@@ -300,9 +468,9 @@ public final class RenderOffer implements UDF20<String, String, String, String, 
             this.currency = currency;
         }
 
-        /** struct(amount, currency) as a UDF argument, null for a null struct. */
+        /** A struct with amount and currency (found by name) as a UDF argument, null for a null struct. */
         static Cash of(Row row) {
-            return row == null ? null : new Cash((BigDecimal) row.get(0), (String) row.get(1));
+            return row == null ? null : new Cash(row.getAs("amount"), row.getAs("currency"));
         }
     }
 
@@ -325,8 +493,10 @@ public final class RenderOffer implements UDF20<String, String, String, String, 
         return new Object[] {amount, currency};
     }
 
-    static String formatMoney(Object[] m) {
-        return ((BigDecimal) m[0]).setScale(2, RoundingMode.HALF_EVEN).toPlainString() + " " + m[1];
+    /** "15.00 PLN", or "15.00" for a flavour whose prices are amounts only */
+    static String formatMoney(Object[] m, boolean amountOnly) {
+        String amount = ((BigDecimal) m[0]).setScale(2, RoundingMode.HALF_EVEN).toPlainString();
+        return amountOnly ? amount : amount + " " + m[1];
     }
 
     static boolean gtinOk(String g) {
@@ -358,33 +528,6 @@ public final class RenderOffer implements UDF20<String, String, String, String, 
         return b.toString();
     }
 
-    // ---------------------------------------------------------------- the prepared fields
-
-    // the fields render.py's prepare step hands the item template, by index
-    static final String[] FIELDS = {
-        "availability", "brand", "condition", "description", "gtin", "id", "identifier_exists", "image_link",
-        "link", "mpn", "price", "product_type", "sale_price", "title",
-    };   // sorted: the payload's key order (json.dumps(sort_keys=True))
-    static final int AVAILABILITY_F = 0;
-    static final int BRAND = 1;
-    static final int CONDITION = 2;
-    static final int DESCRIPTION = 3;
-    static final int GTIN = 4;
-    static final int ID = 5;
-    static final int IDENTIFIER_EXISTS = 6;
-    static final int IMAGE_LINK = 7;
-    static final int LINK = 8;
-    static final int MPN = 9;
-    static final int PRICE = 10;
-    static final int PRODUCT_TYPE = 11;
-    static final int SALE_PRICE = 12;
-    static final int TITLE = 13;
-
-    static int fieldIndex(String name) {
-        int i = Arrays.binarySearch(FIELDS, name);
-        return i < 0 ? -1 : i;   // a name the prepare step does not set reads as None
-    }
-
     // ---------------------------------------------------------------- the template program
 
     static final int OP_TEXT = 0;
@@ -393,7 +536,7 @@ public final class RenderOffer implements UDF20<String, String, String, String, 
     static final int OP_END = 3;
     static final int OP_ROW = 4;
 
-    /** An item template compiled by generator/jvm.py: ops over field indices, parsed once. */
+    /** An item template compiled by generator/jvm.py: ops over the indices of a flavour's fields, parsed once. */
     static final class Program implements java.io.Serializable {
         private static final long serialVersionUID = 1L;
         final boolean autoescape;
@@ -404,9 +547,11 @@ public final class RenderOffer implements UDF20<String, String, String, String, 
         final int[] fields;
         final int[][] rows;
         final String source;
+        final Flavour flavour;
 
-        Program(String source) {
+        Program(String source, Flavour flavour) {
             this.source = source;
+            this.flavour = flavour;
             String[] parts = source.split("\u0001", -1);
             autoescape = parts[0].equals("1");
             sep = parts[1];
@@ -421,15 +566,15 @@ public final class RenderOffer implements UDF20<String, String, String, String, 
                 String arg = op.substring(1);
                 switch (op.charAt(0)) {
                     case 'T': kinds[k] = OP_TEXT; texts[k] = arg; break;
-                    case 'V': kinds[k] = OP_VALUE; fields[k] = fieldIndex(arg); break;
-                    case 'I': kinds[k] = OP_IF; fields[k] = fieldIndex(arg); break;
+                    case 'V': kinds[k] = OP_VALUE; fields[k] = flavour.field(arg); break;
+                    case 'I': kinds[k] = OP_IF; fields[k] = flavour.field(arg); break;
                     case 'E': kinds[k] = OP_END; break;
                     case 'R':
                         kinds[k] = OP_ROW;
                         String[] names = arg.split(",", -1);
                         rows[k] = new int[names.length];
                         for (int i = 0; i < names.length; i++) {
-                            rows[k][i] = fieldIndex(names[i]);
+                            rows[k][i] = flavour.field(names[i]);
                         }
                         break;
                     default: throw new IllegalArgumentException("unknown op " + op);
@@ -536,17 +681,13 @@ public final class RenderOffer implements UDF20<String, String, String, String, 
         }
     }
 
-    static String get(String[] f, int i) {
-        return i < 0 ? null : f[i];
-    }
-
     static String render(Program p, String[] f) {
         StringBuilder b = new StringBuilder(1024);
         int skip = 0;   // depth of false ifs we are inside
         for (int k = 0; k < p.kinds.length; k++) {
             int kind = p.kinds[k];
             if (kind == OP_IF) {
-                if (skip > 0 || !truthy(get(f, p.fields[k]))) {
+                if (skip > 0 || !truthy(f[p.fields[k]])) {
                     skip++;
                 }
                 continue;
@@ -563,8 +704,8 @@ public final class RenderOffer implements UDF20<String, String, String, String, 
             if (kind == OP_TEXT) {
                 b.append(p.texts[k]);
             } else if (kind == OP_VALUE) {
-                String v = get(f, p.fields[k]);
-                v = v == null ? "None" : v;
+                String v = f[p.fields[k]];
+                v = v == null ? "" : v;   // render.py's finalize: a field without a value writes nothing
                 if (p.autoescape) {
                     escape(b, v);
                 } else {
@@ -577,7 +718,7 @@ public final class RenderOffer implements UDF20<String, String, String, String, 
                     if (i > 0) {
                         row.append(p.sep);
                     }
-                    cell(row, get(f, names[i]), p.sep, p.neutralise);
+                    cell(row, f[names[i]], p.sep, p.neutralise);
                 }
                 if (p.autoescape) {
                     escape(b, row.toString());
@@ -592,24 +733,20 @@ public final class RenderOffer implements UDF20<String, String, String, String, 
     // ---------------------------------------------------------------- payload JSON
 
     /** json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False) */
-    static String json(String[] f, boolean google) {
+    static String json(Flavour fl, String[] f) {
         StringBuilder b = new StringBuilder(512);
         b.append('{');
-        boolean first = true;
-        for (int i = 0; i < FIELDS.length; i++) {
-            if (i == IDENTIFIER_EXISTS && !google) {
-                continue;   // the Meta prepare step does not set it
-            }
-            if (!first) {
+        for (int i = 0; i < fl.payload.length; i++) {
+            int k = fl.payload[i];
+            if (i > 0) {
                 b.append(',');
             }
-            first = false;
-            jsonString(b, FIELDS[i]);
+            jsonString(b, fl.rules[k].name);
             b.append(':');
-            if (f[i] == null) {
+            if (f[k] == null) {
                 b.append("null");
             } else {
-                jsonString(b, f[i]);
+                jsonString(b, f[k]);
             }
         }
         return b.append('}').toString();
@@ -663,189 +800,294 @@ public final class RenderOffer implements UDF20<String, String, String, String, 
         return list.isEmpty() ? NONE : list.toArray(NONE);
     }
 
-    /**
-     * Render one offer. {@code price}, {@code salePrice} and {@code effectivePrice} are
-     * struct(amount decimal, currency string) rows, null when the offer has none.
-     */
-    static Result renderOffer(Program p, boolean google, boolean withPayload, String offerId, String title,
-                              String description, String link, String imageLink, String availabilityRaw,
-                              Integer stock, Cash price, Cash salePrice, Cash effectivePrice, String conditionRaw,
-                              String brandRaw, String gtinRaw, String mpnRaw, String categoryPath,
-                              String productName, String productBrand, String productGtin) {
-        int idMax = google ? 50 : 100;
-        int titleMax = google ? 150 : 200;
-        int descriptionMax = google ? 5000 : 9999;
+    static void add(List<String> codes, String code) {
+        if (code != null) {
+            codes.add(code);
+        }
+    }
+
+    /** Render one offer: ``in`` holds the flavour's inputs (String, Integer, Cash), in its order. */
+    static Result renderOffer(Program p, Flavour fl, boolean withPayload, Object[] in) {
         List<String> errors = new ArrayList<>(2);
         List<String> warnings = new ArrayList<>(2);
-        String[] f = new String[FIELDS.length];
-
-        String id = offerId == null ? "" : strip(xmlClean(offerId));
-        if (id.isEmpty()) {
-            errors.add("missing_id");
-        } else if (length(id) > idMax) {
-            errors.add("id_too_long");
-        }
-        f[ID] = id;
-
-        Object[] t = text(title, titleMax);
-        if (t[0] == null) {
-            t = text(productName, titleMax);
-        }
-        String titleText = (String) t[0];
-        if (titleText == null) {
-            errors.add("missing_title");
-        } else if ((Boolean) t[1]) {
-            warnings.add("title_truncated");
-        }
-        f[TITLE] = titleText;
-
-        Object[] d = longText(description, descriptionMax);
-        String desc = (String) d[0];
-        if (desc == null) {
-            desc = titleText;
-            warnings.add("description_missing");
-        } else if ((Boolean) d[1]) {
-            warnings.add("description_truncated");
-        }
-        f[DESCRIPTION] = desc;
-
-        String l = url(link);
-        if (l == null) {
-            errors.add(truthy(link) ? "bad_link" : "missing_link");
-        }
-        f[LINK] = l;
-        String img = url(imageLink);
-        if (img == null) {
-            errors.add(truthy(imageLink) ? "bad_image_link" : "missing_image_link");
-        }
-        f[IMAGE_LINK] = img;
-
-        String availability = truthy(availabilityRaw)
-                ? AVAILABILITY.get(strip(availabilityRaw).toLowerCase(Locale.ROOT)) : null;
-        if (availability == null) {
-            if (stock != null) {
-                availability = stock > 0 ? "in_stock" : "out_of_stock";
-                warnings.add("availability_from_stock");
-            } else {
-                errors.add("bad_availability");
+        Rule[] rules = fl.rules;
+        String[] f = new String[rules.length];
+        for (int k = 0; k < rules.length; k++) {
+            Rule r = rules[k];
+            String v;
+            switch (r.clean) {
+                case C_ID: v = cleanId(r, in, errors); break;
+                case C_TEXT: v = cleanText(r, in, f, errors, warnings, false); break;
+                case C_LONG_TEXT: v = cleanText(r, in, f, errors, warnings, true); break;
+                case C_URL: v = cleanUrl(r, in, errors); break;
+                case C_CHOICE: v = cleanChoice(r, fl, in, errors, warnings); break;
+                case C_MONEY: v = cleanMoney(r, fl, in, errors); break;
+                case C_SALE_PRICE: v = cleanSalePrice(r, fl, in, warnings); break;
+                case C_GTIN: v = cleanGtin(r, in, warnings); break;
+                case C_COALESCE: v = coalesce(r, f); break;
+                default: v = flag(r, f); break;
             }
-        }
-
-        Object[] pm = money(price);
-        String sale = null;
-        if (pm == null) {
-            Object amount = price == null ? null : price.amount;
-            boolean zero = amount == null || ((BigDecimal) amount).signum() == 0;
-            errors.add(zero ? "missing_price" : "bad_price");
-        } else {
-            f[PRICE] = formatMoney(pm);
-            Object[] best = null;
-            Object[] sellerSale = money(salePrice);
-            for (Object[] cand : new Object[][] {money(effectivePrice), sellerSale}) {
-                if (cand != null && cand[1].equals(pm[1]) && ((BigDecimal) cand[0]).compareTo((BigDecimal) pm[0]) < 0) {
-                    if (best == null || ((BigDecimal) cand[0]).compareTo((BigDecimal) best[0]) < 0) {
-                        best = cand;
-                    }
+            if (v != null && r.vocab != null) {
+                if (r.vocab.containsKey(v)) {
+                    v = r.vocab.get(v);
+                } else {
+                    add(errors, r.refused);
+                    v = null;
                 }
             }
-            if (best == null && sellerSale != null) {
-                warnings.add("sale_price_not_below_price");
+            if (v == null && r.defaultValue != null) {
+                v = r.defaultValue;
+                add(warnings, r.defaultWarning);
             }
-            sale = best == null ? null : formatMoney(best);
+            f[k] = v;
         }
-        f[SALE_PRICE] = sale;
-
-        String condition = truthy(conditionRaw) ? strip(conditionRaw).toLowerCase(Locale.ROOT) : null;
-        if (condition != null && !CONDITIONS.contains(condition)) {
-            warnings.add("unknown_condition");
-            condition = null;
-        }
-
-        Object[] br = text(truthy(brandRaw) ? brandRaw : productBrand, 70);
-        if ((Boolean) br[1]) {
-            warnings.add("brand_truncated");
-        }
-        f[BRAND] = (String) br[0];
-        String gtin = truthy(gtinRaw) ? gtinRaw : productGtin;
-        if (gtin != null) {
-            gtin = removeSpaceAndDash(gtin);
-        }
-        if (gtin != null && gtin.isEmpty()) {
-            gtin = null;
-        }
-        if (gtin != null && !gtinOk(gtin)) {
-            warnings.add("invalid_gtin");
-            gtin = null;
-        }
-        f[GTIN] = gtin;
-        Object[] mp = text(mpnRaw, 70);
-        if ((Boolean) mp[1]) {
-            warnings.add("mpn_truncated");
-        }
-        f[MPN] = (String) mp[0];
-        f[PRODUCT_TYPE] = (String) text(categoryPath, 750)[0];
-
-        if (google) {
-            f[AVAILABILITY_F] = availability;
-            f[CONDITION] = condition;
-            f[IDENTIFIER_EXISTS] = gtin == null && mp[0] == null ? "no" : null;
-        } else {
-            f[AVAILABILITY_F] = META_AVAILABILITY.get(availability == null ? "" : availability);
-            if (condition == null) {
-                condition = "new";
-                warnings.add("condition_missing");
+        for (int a = 0; a < fl.anyOf.length; a++) {
+            boolean any = false;
+            for (int k : fl.anyOf[a]) {
+                any |= truthy(f[k]);
             }
-            f[CONDITION] = condition;
-            if (br[0] == null && gtin == null && mp[0] == null) {
-                errors.add("missing_brand_gtin_mpn");
+            if (!any) {
+                errors.add(fl.anyOfError[a]);
             }
         }
-
-        List<String> missing = new ArrayList<>(2);
-        if (isBlank(offerId)) {
-            missing.add("offer_id");
-        }
-        if (isBlank(title)) {
-            missing.add("title");
-        }
-        if (isBlank(link)) {
-            missing.add("link");
-        }
-        if (isBlank(imageLink)) {
-            missing.add("image_link");
-        }
-        if (price == null || price.amount == null) {
-            missing.add("price.amount");
-        }
-        if (price == null || isBlank(price.currency)) {
-            missing.add("price.currency");
-        }
-        if (isBlank(availabilityRaw)) {
-            missing.add("availability");
-        }
-
         String out = errors.isEmpty() ? render(p, f) : null;
-        return new Result(out, array(errors), array(warnings), withPayload ? json(f, google) : null, array(missing));
+        return new Result(out, array(errors), array(warnings), withPayload ? json(fl, f) : null, missing(fl, in));
+    }
+
+    /** generate._missing: the required aggregate paths that are null or blank. */
+    static String[] missing(Flavour fl, Object[] in) {
+        List<String> out = new ArrayList<>(2);
+        for (int i = 0; i < fl.requiredName.length; i++) {
+            Object v = in[fl.requiredInput[i]];
+            int part = fl.requiredPart[i];
+            boolean blank;
+            if (part == 0) {
+                blank = v == null || v instanceof String && isBlank((String) v);
+            } else {
+                Cash m = (Cash) v;
+                blank = m == null || (part == 1 ? m.amount == null : isBlank(m.currency));
+            }
+            if (blank) {
+                out.add(fl.requiredName[i]);
+            }
+        }
+        return array(out);
+    }
+
+    /** No source had a value: an earlier field's, or the field is missing (render._none). */
+    static String none(Rule r, String[] f, List<String> errors, List<String> warnings) {
+        if (r.fallback >= 0) {
+            add(warnings, r.fallbackWarning);
+            return f[r.fallback];
+        }
+        add(errors, r.missing);
+        return null;
+    }
+
+    static String cleanId(Rule r, Object[] in, List<String> errors) {
+        String raw = (String) in[r.sources[0]];
+        String id = raw == null ? "" : strip(xmlClean(raw));
+        if (id.isEmpty()) {
+            add(errors, r.missing);
+        } else if (r.limit > 0 && length(id) > r.limit) {
+            add(errors, r.tooLong);
+        } else if (r.idChars != null && !id.codePoints().allMatch(c -> r.idChars.indexOf(c) >= 0)) {
+            add(errors, r.refused);
+        }
+        return id;
+    }
+
+    static String cleanText(Rule r, Object[] in, String[] f, List<String> errors, List<String> warnings,
+                            boolean lines) {
+        for (int s : r.sources) {
+            String raw = (String) in[s];
+            Object[] t = lines ? longText(raw, r.limit) : text(raw, r.limit);
+            if (t[0] != null) {
+                if ((Boolean) t[1]) {
+                    add(warnings, r.cut);
+                }
+                return (String) t[0];
+            }
+        }
+        return none(r, f, errors, warnings);
+    }
+
+    static String cleanUrl(Rule r, Object[] in, List<String> errors) {
+        boolean given = false;
+        for (int s : r.sources) {
+            String raw = (String) in[s];
+            given |= truthy(raw);
+            String u = url(raw, r.limit);
+            if (u != null) {
+                return u;
+            }
+        }
+        add(errors, given ? r.bad : r.missing);
+        return null;
+    }
+
+    static String cleanChoice(Rule r, Flavour fl, Object[] in, List<String> errors, List<String> warnings) {
+        for (int s : r.sources) {
+            if (fl.types[s] == INT) {
+                // the stock says what no source did (availability)
+                Integer stock = (Integer) in[s];
+                if (stock != null) {
+                    add(warnings, r.fallbackWarning);
+                    return stock > 0 ? "in_stock" : "out_of_stock";
+                }
+                continue;
+            }
+            String raw = (String) in[s];
+            if (truthy(raw)) {
+                String v = r.aliases.get(strip(raw).toLowerCase(Locale.ROOT));
+                if (v != null) {
+                    return v;
+                }
+                if (r.invalid != null) {
+                    warnings.add(r.invalid);
+                    return null;
+                }
+            }
+        }
+        add(errors, r.missing);
+        return null;
+    }
+
+    static String cleanMoney(Rule r, Flavour fl, Object[] in, List<String> errors) {
+        Cash raw = (Cash) in[r.sources[0]];
+        Object[] m = money(raw);
+        if (m == null) {
+            boolean amount = raw != null && raw.amount != null && raw.amount.signum() != 0;
+            add(errors, amount ? r.bad : r.missing);
+            return null;
+        }
+        if (r.currencies != null && !r.currencies.contains((String) m[1])) {
+            add(errors, r.refused);
+            return null;
+        }
+        return formatMoney(m, fl.amountOnly);
+    }
+
+    /** The lowest candidate below the price in its currency; the last source is the seller's sale price. */
+    static String cleanSalePrice(Rule r, Flavour fl, Object[] in, List<String> warnings) {
+        Object[] price = money((Cash) in[r.sources[0]]);
+        if (price == null) {
+            return null;
+        }
+        Object[] sale = null;
+        Object[] candidate = null;
+        for (int i = 1; i < r.sources.length; i++) {
+            candidate = money((Cash) in[r.sources[i]]);
+            if (candidate != null && candidate[1].equals(price[1])
+                    && ((BigDecimal) candidate[0]).compareTo((BigDecimal) price[0]) < 0
+                    && (sale == null || ((BigDecimal) candidate[0]).compareTo((BigDecimal) sale[0]) < 0)) {
+                sale = candidate;
+            }
+        }
+        if (sale == null && candidate != null) {
+            add(warnings, r.invalid);
+        }
+        return sale == null ? null : formatMoney(sale, fl.amountOnly);
+    }
+
+    static String cleanGtin(Rule r, Object[] in, List<String> warnings) {
+        for (int s : r.sources) {
+            String raw = (String) in[s];
+            String g = raw == null ? null : removeSpaceAndDash(raw);
+            if (truthy(g)) {
+                if (gtinOk(g)) {
+                    return g;
+                }
+                add(warnings, r.invalid);
+                return null;
+            }
+        }
+        return null;
+    }
+
+    static String coalesce(Rule r, String[] f) {
+        for (int k : r.of) {
+            if (f[k] != null) {
+                return f[k];
+            }
+        }
+        return null;
+    }
+
+    static String flag(Rule r, String[] f) {
+        for (int k : r.of) {
+            if (truthy(f[k])) {
+                return null;
+            }
+        }
+        return r.value;
     }
 
     // ---------------------------------------------------------------- the UDF
 
-    private transient Program last;
+    private transient Program lastProgram;
+    private transient Map<String, Flavour> flavours;
+    private transient Map<Flavour, Map<String, Program>> programs;
+    private transient StructType lastSchema;
+    private transient int[] at;
+
+    /**
+     * The program of this call over its flavour: literals, parsed once per task and kept, as
+     * one instance serves every call site of a query (several templates in one select).
+     */
+    Program program(String program, String flavour) {
+        Program p = lastProgram;
+        if (p != null && p.source.equals(program) && p.flavour.source.equals(flavour)) {
+            return p;
+        }
+        if (flavours == null) {
+            flavours = new HashMap<>();
+            programs = new HashMap<>();
+        }
+        Flavour fl = flavours.computeIfAbsent(flavour, Flavour::new);
+        p = programs.computeIfAbsent(fl, x -> new HashMap<>()).computeIfAbsent(program, x -> new Program(x, fl));
+        return lastProgram = p;
+    }
+
+    /** The flavour's inputs from the struct ``row``, found by field name. */
+    Object[] inputs(Flavour fl, Row row) {
+        StructType schema = row.schema();
+        if (at == null || schema != lastSchema && !schema.equals(lastSchema)) {
+            at = new int[fl.inputs.length];
+            List<String> names = List.of(schema.fieldNames());
+            for (int i = 0; i < at.length; i++) {
+                at[i] = index(names, fl.inputs[i], "input (the struct's fields are the inputs)");
+            }
+            lastSchema = schema;
+        }
+        Object[] in = new Object[at.length];
+        for (int i = 0; i < at.length; i++) {
+            if (row.isNullAt(at[i])) {
+                continue;
+            }
+            switch (fl.types[i]) {
+                case STRING: in[i] = row.getString(at[i]); break;
+                case INT: in[i] = row.getInt(at[i]); break;
+                default: in[i] = Cash.of(row.getStruct(at[i])); break;
+            }
+        }
+        return in;
+    }
 
     @Override
-    public Row call(String program, String flavour, String offerId, String title, String description, String link,
-                    String imageLink, String availabilityRaw, Integer stock, Row price, Row salePrice,
-                    Row effectivePrice, String conditionRaw, String brandRaw, String gtinRaw, String mpnRaw,
-                    String categoryPath, String productName, String productBrand, String productGtin) {
-        // the program is the same literal on every row: parse it once per task
-        Program p = last;
-        if (p == null || !p.source.equals(program)) {
-            p = last = new Program(program);
-        }
-        // "google" or "meta", "+payload" when the caller keeps the snapshot payload
-        Result r = renderOffer(p, flavour.startsWith("google"), flavour.endsWith("+payload"), offerId, title,
-                description, link, imageLink, availabilityRaw, stock, Cash.of(price), Cash.of(salePrice), Cash.of(effectivePrice),
-                conditionRaw, brandRaw, gtinRaw, mpnRaw, categoryPath, productName, productBrand, productGtin);
+    public Row call(String program, String flavour, Boolean payload, Row inputs) {
+        Program p = program(program, flavour);
+        Result r = renderOffer(p, p.flavour, Boolean.TRUE.equals(payload), inputs(p.flavour, inputs));
         return RowFactory.create(r.text, r.errors, r.warnings, r.payload, r.missing);
+    }
+
+    /** Whether ``program`` compiles over ``flavour``: the message of what it uses that the flavour does not set. */
+    public static String check(String program, String flavour) {
+        try {
+            new Program(program, new Flavour(flavour));
+            return null;
+        } catch (IllegalArgumentException e) {
+            return e.getMessage();
+        }
     }
 }

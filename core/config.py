@@ -15,8 +15,8 @@ from typing import Any
 
 import yaml
 
-from feedgen.jobs.config_schema import SOURCE_NAMES, check_config
-from feedgen.jobs.errors import ConfigError
+from feedgen.core.config_schema import SOURCE_NAMES, check_config
+from feedgen.core.errors import ConfigError
 
 ENV_PREFIX = "FEEDGEN__"
 

@@ -22,7 +22,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
-from feedgen.jobs.errors import ConfigError
+from feedgen.core.errors import ConfigError
 
 SOURCE_NAMES = ("offers", "sellers", "products", "campaigns", "ratings", "customers", "orders", "events")
 # feedgen.connectors.base.partner_types() (connectors sit above config in the layers)

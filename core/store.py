@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from feedgen.jobs.errors import ConfigError
+from feedgen.core.errors import ConfigError
 
 __all__ = ["LocalStore", "S3Store", "Store", "open_store"]
 

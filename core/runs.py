@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from feedgen.jobs.errors import BadInput, RunLocked
+from feedgen.core.errors import BadInput, RunLocked
 
 log = logging.getLogger(__name__)
 
