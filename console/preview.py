@@ -7,8 +7,8 @@ the latest good aggregate of each entity read once and cached in Spark's memory
 benchmarks/preview.py). Each call looks up the newest aggregate
 folder with its marker (one directory listing) and re-reads and re-caches when a newer
 run wrote one; the old cache is released. Also held, for repeated edits of the same
-definition: the published snapshot a change is computed against (key, hash, payload; the
-last ``SNAPSHOTS_KEPT``), and the compiled clauses explain evaluates (``ExplainPlan``, per
+definition: the published snapshot a change is computed against (key, hash, payload,
+last_sent; the last ``SNAPSHOTS_KEPT``), and the compiled clauses explain evaluates (``ExplainPlan``, per
 aggregate and definitions set).
 
 The change against what is published costs what changed: when the published run rendered
@@ -533,8 +533,7 @@ class PreviewEngine:
         """The change when items may render differently: every member rendered and diffed."""
         rendered = self.rendered(d, members).where(F.col("error").isNull()).select("key", "hash", "payload")
         window = refresh_window(self.config, d.refresh_after)
-        diff = _diff_frame(rendered, y.withColumn("last_sent", F.lit(agg.as_of).cast("timestamp")),
-                           run_id="preview", definition_id=d.id, kind=d.kind, as_of=agg.as_of,
+        diff = _diff_frame(rendered, y, run_id="preview", definition_id=d.id, kind=d.kind, as_of=agg.as_of,
                            refresh_before=agg.as_of - window).cache()
         try:
             counts = {r["op"]: r["n"] for r in diff.groupBy("op").agg(F.count("*").alias("n")).collect()}
@@ -546,9 +545,9 @@ class PreviewEngine:
             changed = diff.where(F.col("op").isin(*names)).select(F.col("key").alias("_k"), "op")
             found = changed.join(values, "_k", "left").groupBy("op", "value").count().collect()
             return {"ops": {name: counts.get(op, 0) for op, name in names.items()},
-                    "unchanged": counts.get("same", 0),
-                    "items": sum(counts.get(o, 0) for o in (add_op, "update", "same")),
-                    "base_items": sum(counts.get(o, 0) for o in (remove_op, "update", "same")),
+                    "unchanged": counts.get("same", 0) + counts.get("refresh", 0),
+                    "items": sum(counts.get(o, 0) for o in (add_op, "update", "same", "refresh")),
+                    "base_items": sum(counts.get(o, 0) for o in (remove_op, "update", "same", "refresh")),
                     "samples": self._change_samples(diff, add_op, remove_op),
                     "breakdown": {"field": field, **{name: _top([(r["value"], r["count"]) for r in found if r["op"] == op])
                                                      for op, name in names.items()}}}
@@ -556,14 +555,14 @@ class PreviewEngine:
             diff.unpersist()
 
     def _snapshot(self, run_id: str, base: str, folder: Path):
-        """The published snapshot of ``base`` in ``run_id`` (key, hash, payload), cached: a
+        """The published snapshot of ``base`` in ``run_id`` (key, hash, payload, last_sent), cached: a
         marketer edits the same definition many times in a row."""
         with self._lock:
             held = self._snapshots.get((run_id, base))
             if held is not None:
                 self._snapshots.move_to_end((run_id, base))
                 return held
-        y = self.spark().read.parquet(str(folder)).select("key", "hash", "payload").cache()
+        y = self.spark().read.parquet(str(folder)).select("key", "hash", "payload", "last_sent").cache()
         y.count()
         with self._lock:
             self._snapshots[(run_id, base)] = y
