@@ -28,6 +28,7 @@ against the published snapshot, and gates judged by ``generator.gates.evaluate_d
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from collections import OrderedDict
@@ -47,7 +48,7 @@ from feedgen.aggregator.schemas import ENTITY_KEYS
 from feedgen.core.errors import BadInput
 from feedgen.core.runs import format_ts, parse_as_of, read_run
 from feedgen.core.serving import current_run_id
-from feedgen.generator.compile import MATCHES, compile_predicate, quote
+from feedgen.generator.compile import compile_predicate, quote
 from feedgen.generator.definitions import Definition, DefinitionSet, definitions_from_documents
 from feedgen.generator.explain import _NO_VALUE, ExplainPlan, _show, explain_entities
 from feedgen.generator.fields import resolve
@@ -55,15 +56,18 @@ from feedgen.generator.gates import evaluate_definition, thresholds_for
 from feedgen.generator.generate import (
     _batch_rows,
     _converter,
-    apply_pick_one_per,
     content_hash,
     field_column,
+    pick_columns,
     render_projection,
 )
+from feedgen.generator.jvm import jvm_renderable, render_column
 from feedgen.generator.render import get_renderer, renderer_key
 from feedgen.generator.snapshots import _diff_frame, _has_parquet, refresh_window, snapshot_dir
 from feedgen.generator.tree import History, InSegment, Leaf, Node
 from feedgen.jobs.spark import spark_session
+
+log = logging.getLogger(__name__)
 
 __all__ = ["SECTIONS", "Aggregate", "PreviewEngine", "draft_definitions", "failing_leaves"]
 
@@ -73,6 +77,7 @@ TOP_VALUES = 10
 CHANGE_SAMPLES = 5
 SNAPSHOTS_KEPT = 4  # published snapshots held in memory, newest used first
 PLANS_KEPT = 8  # compiled explain plans (one per definitions set and aggregate)
+REFUSALS_KEPT = 16  # per aggregate and renderer: the keys item validation leaves out (small)
 RENDERED_SCHEMA = "key string, error string, hash string, payload string, warnings array<string>"
 
 
@@ -204,6 +209,7 @@ class PreviewEngine:
         self._cached: dict[str, Aggregate] = {}
         self._snapshots: OrderedDict[tuple[str, str], Any] = OrderedDict()
         self._plans: OrderedDict[tuple, ExplainPlan] = OrderedDict()
+        self._refusals: OrderedDict[tuple, Any] = OrderedDict()
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="feedgen-preview")
 
     # -- session and aggregates ------------------------------------------------------------
@@ -243,7 +249,25 @@ class PreviewEngine:
             self._cached[entity] = fresh
             if held is not None:
                 held.df.unpersist()
-            return fresh
+        # the first pick preview would otherwise render the whole aggregate while a marketer waits
+        self._pool.submit(self._warm_refusals, fresh)
+        return fresh
+
+    def _warm_refusals(self, agg: Aggregate) -> None:
+        """Which rows each published ``pick_one_per`` feed's template leaves out of ``agg``."""
+        seen = set()
+        for d in self._published():
+            if d.entity != agg.entity or not d.pick_one_per:
+                continue
+            rkey = renderer_key(d.template, d.options)
+            if rkey in seen:
+                continue
+            seen.add(rkey)
+            try:
+                self._refused(d, agg.df, agg.run_id)
+            except Exception:  # noqa: BLE001 - a warm-up only: the preview computes it when asked
+                log.warning("could not compute which offers %s leaves out of run %s", d.template, agg.run_id,
+                            exc_info=True)
 
     def _need(self, entity: str) -> Aggregate:
         agg = self.aggregate(entity)
@@ -261,18 +285,66 @@ class PreviewEngine:
     def predicate(self, d: Definition, df, as_of: datetime, segments: Mapping[str, Definition]):
         return compile_predicate(d.where, df.schema, as_of, segments)
 
-    def members(self, d: Definition, df, as_of: datetime, segments: Mapping[str, Definition]):
-        """The rows ``d`` takes, as the generator decides (predicate, then ``pick_one_per``)."""
+    def members(self, d: Definition, df, as_of: datetime, segments: Mapping[str, Definition], tag: str):
+        """The rows ``d`` takes, as the generator decides (predicate, then ``pick_one_per``);
+        ``df`` is the aggregate of run ``tag``."""
         rows = df.where(self.predicate(d, df, as_of, segments))
         if not d.pick_one_per:
             return rows
+        return self._picked(d, rows, df, tag)
+
+    def _picked(self, d: Definition, rows, df, tag: str, held: list | None = None):
+        """``rows`` (``d``'s candidates in aggregate ``tag``) less those ``pick_one_per`` leaves out.
+
+        The run's rule (generator.generate.apply_pick_one_per) for one definition: per pick
+        key, the first row by ``order_by`` among those the template renders, else the first.
+        Ranked on the candidates' key, pick and order columns only, and the winners' keys
+        are held (appended to ``held``) for the sections that read them again.
+        """
+        from pyspark.sql import Window
+
         key = ENTITY_KEYS[d.entity]
-        columns = rows.columns
-        # the pick considers only rows d's template renders, as the run's pick does
-        picked = apply_pick_one_per(rows.withColumn(MATCHES, F.array(F.lit(0))), [d], key,
-                                    user_templates_dir=self.config.get("generate.templates_dir"),
-                                    jvm=bool(self.config.get("generate.jvm_render", True)))
-        return picked.where(F.size(F.col(MATCHES)) > 0).select(*columns)
+        pick_key, ordered, orders = pick_columns(d.pick_one_per, d.order_by, key)
+        refused = self._refused(d, df, tag)
+        narrow = (rows.select(F.col(quote(key)).alias("_k"), pick_key.alias("_pk"), *ordered)
+                  .join(F.broadcast(refused), F.col("_k").cast("string") == F.col("_refused"), "left"))
+        ranked = narrow.withColumn("_rn", F.row_number().over(
+            Window.partitionBy("_pk").orderBy(F.col("_refused").isNull().desc(), *orders, "_k")))
+        winners = ranked.where("_rn = 1").select(F.col("_k").alias("_picked"))
+        if held is not None:
+            winners = winners.cache()
+            held.append(winners)
+        return rows.join(F.broadcast(winners), F.col(quote(key)) == F.col("_picked"), "left_semi")
+
+    def _refused(self, d: Definition, df, tag: str):
+        """The keys (as text, column ``_refused``) of the rows of aggregate ``tag`` that ``d``'s
+        template leaves out, cached: item validation depends on the row and the renderer only,
+        so one render of the aggregate per renderer serves every pick preview after it."""
+        cache_key = (tag, renderer_key(d.template, d.options))
+        with self._lock:
+            held = self._refusals.get(cache_key)
+            if held is not None:
+                self._refusals.move_to_end(cache_key)
+                return held
+        key = quote(ENTITY_KEYS[d.entity])
+        spark = df.sparkSession
+        if (self.config.get("generate.jvm_render", True)
+                and jvm_renderable(spark, d.template, d.options, df.schema)):
+            refused = df.where(render_column(d.template, payload=False).getField("text").isNull()) \
+                .select(F.col(key).cast("string").alias("_refused"))
+        else:
+            refused = self.rendered(d, df).where(F.col("error").isNotNull()).select(F.col("key").alias("_refused"))
+        refused = refused.cache()
+        refused.count()
+        with self._lock:
+            if cache_key in self._refusals:  # computed meanwhile by another thread
+                refused.unpersist()
+                return self._refusals[cache_key]
+            self._refusals[cache_key] = refused
+            while len(self._refusals) > REFUSALS_KEPT:
+                _, old = self._refusals.popitem(last=False)
+                old.unpersist()
+        return refused
 
     def _held_members(self, d: Definition, agg: Aggregate, segments: Mapping[str, Definition]):
         """``d``'s rows for the sections of one preview, and the frame held for them (None: none).
@@ -281,13 +353,12 @@ class PreviewEngine:
         picked keys are computed once and held; each section then reads the cached aggregate
         with the predicate and keeps the rows whose key was picked.
         """
-        members = self.members(d, agg.df, agg.as_of, segments)
-        if not d.pick_one_per:
-            return members, None
-        key = quote(ENTITY_KEYS[d.entity])
-        held = members.select(F.col(key).alias("_picked")).cache()
         rows = agg.df.where(self.predicate(d, agg.df, agg.as_of, segments))
-        return rows.join(F.broadcast(held), F.col(key) == F.col("_picked"), "left_semi"), held
+        if not d.pick_one_per:
+            return rows, None
+        held: list = []
+        members = self._picked(d, rows, agg.df, agg.run_id, held)
+        return members, held[0]
 
     def _template(self, d: Definition) -> str:
         return d.template if d.kind == "feed" else (list(d.exports) or ["ids_csv"])[0]
@@ -492,7 +563,20 @@ class PreviewEngine:
         kept = sum(r["count"] for r in groups if r["kept"])
         candidates = [r for r in groups if not r["kept"]]
         adds, add_samples, add_values = 0, [], []
-        if candidates:
+        refused = self._known_refusals(d, agg)
+        if candidates and refused is not None:
+            # which rows the template leaves out is known for this aggregate: no render
+            y_only = y.select(F.col("key").alias("_yk"))
+            fresh = (x.join(F.broadcast(y_only), F.col("key") == F.col("_yk"), "left_anti")
+                     .join(F.broadcast(refused), F.col("key") == F.col("_refused"), "left_anti").cache())
+            try:
+                adds = fresh.count()
+                add_values = [(r["value"], r["count"]) for r in fresh.groupBy("value").count().collect()]
+                keys = [r["key"] for r in fresh.select("key").orderBy("key").limit(CHANGE_SAMPLES).collect()]
+                add_samples = self._rendered_now(d, agg, keys)
+            finally:
+                fresh.unpersist()
+        elif candidates:
             new_rows = members.join(F.broadcast(y.select(F.col("key").alias("_yk"))),
                                     F.col(quote(key)).cast("string") == F.col("_yk"), "left_anti")
             fresh = self.rendered(d, new_rows).where(F.col("error").isNull()).select("key", "payload").cache()
@@ -528,6 +612,28 @@ class PreviewEngine:
                 "items": adds + kept, "base_items": removes + kept,
                 "samples": {"add": add_samples, "remove": remove_samples, "update": []},
                 "breakdown": {"field": field, "add": _top(add_values), "remove": _top(remove_values), "update": []}}
+
+    def _known_refusals(self, d: Definition, agg: Aggregate):
+        """The keys ``d``'s template leaves out of aggregate ``agg``, when already computed; else None."""
+        if d.kind != "feed":
+            return None
+        with self._lock:
+            return self._refusals.get((agg.run_id, renderer_key(d.template, d.options)))
+
+    def _rendered_now(self, d: Definition, agg: Aggregate, keys: Sequence[str]) -> list[dict[str, Any]]:
+        """Change samples of the added ``keys``: each rendered as the run renders it."""
+        if not keys:
+            return []
+        key = ENTITY_KEYS[d.entity]
+        renderer = self._renderer(d)
+        rows = arrow_rows(agg.df.where(F.col(quote(key)).cast("string").isin(list(keys))))
+        out = []
+        for item in sorted(rows, key=lambda r: str(r.get(key))):
+            result = renderer.render(item)
+            if result.text is not None:
+                out.append({"key": str(item.get(key)), "changed": [], "published": None,
+                            "now": json.loads(content_hash(result.fields)[1])})
+        return out
 
     def _change_rendered(self, d: Definition, agg: Aggregate, members, y, field: str) -> dict[str, Any]:
         """The change when items may render differently: every member rendered and diffed."""
@@ -671,7 +777,7 @@ class PreviewEngine:
             marker = read_marker(child)
             as_of = parse_as_of(marker["as_of"])
             df = agg.df if child.name == agg.run_id else spark.read.parquet(str(child))
-            count = self.members(d, df, as_of, segments).count()
+            count = self.members(d, df, as_of, segments, child.name).count()
             published = None
             try:
                 stats = (read_run(self.root, child.name).get("definitions") or {}).get(base or d.id)
@@ -774,8 +880,11 @@ class PreviewEngine:
             for snapshot in self._snapshots.values():
                 snapshot.unpersist()
             self._snapshots.clear()
+            for refused in self._refusals.values():
+                refused.unpersist()
+            self._refusals.clear()
             self._plans.clear()
-        self._pool.shutdown(wait=False)
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
 
 class NoAggregate(BadInput):

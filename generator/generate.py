@@ -496,13 +496,9 @@ def apply_pick_one_per(df, definitions: Sequence[Definition], key: str, *, user_
                           user_templates_dir=user_templates_dir, jvm=jvm)
     picks = None
     for (pick, order_by), idx in sorted(groups.items()):
-        # A missing pick key is a group of its own: the entity is kept.
-        pick_key = F.coalesce(F.col(pick).cast("string"), F.concat(F.lit("\u0000"), F.col(key)))
-        cand = base.select(F.col(key).alias("_k"), pick_key.alias("_pk"),
-                           *[F.col(o.lstrip("-")).alias(f"_o{n}") for n, o in enumerate(order_by)],
+        pick_key, ordered, orders = pick_columns(pick, order_by, key)
+        cand = base.select(F.col(key).alias("_k"), pick_key.alias("_pk"), *ordered,
                            F.col(VALID), F.explode(F.array_intersect(F.col(MATCHES), F.array(*[F.lit(i) for i in idx]))).alias("_d"))
-        orders = [(F.col(f"_o{n}").desc_nulls_last() if o.startswith("-") else F.col(f"_o{n}").asc_nulls_last())
-                  for n, o in enumerate(order_by)]
         group = Window.partitionBy("_d", "_pk")
         # first the rows the template renders, each group in order_by order; _rn0 is the rank
         # by order_by alone: a winner with _rn0 > 1 is a runner-up
@@ -519,6 +515,19 @@ def apply_pick_one_per(df, definitions: Sequence[Definition], key: str, *, user_
                          .otherwise(F.array_except(F.col(MATCHES), F.col("_drop"))))
     out = out.withColumn(RUNNER_UP, F.when(F.size("_runner") > 0, F.col("_runner")))
     return out.drop("_k", "_drop", "_runner")
+
+
+def pick_columns(pick: str, order_by: Sequence[str], key: str) -> tuple[Any, list, list]:
+    """What ``pick_one_per`` ranks by: the group column ``_pk`` (a missing pick key is a group of
+    its own: the entity is kept), the ``order_by`` columns to select (``_o0``, ``_o1`` ...) and
+    the window's ordering of them (the tie is then broken by the key, ``_k``)."""
+    from pyspark.sql import functions as F
+
+    pick_key = F.coalesce(F.col(pick).cast("string"), F.concat(F.lit("\u0000"), F.col(key)))
+    ordered = [F.col(o.lstrip("-")).alias(f"_o{n}") for n, o in enumerate(order_by)]
+    orders = [(F.col(f"_o{n}").desc_nulls_last() if o.startswith("-") else F.col(f"_o{n}").asc_nulls_last())
+              for n, o in enumerate(order_by)]
+    return pick_key, ordered, orders
 
 
 def _with_validity(df, definitions: Sequence[Definition], idx: Sequence[int], keep: Sequence[str], *,

@@ -130,6 +130,31 @@ def test_an_edit_that_drops_items_shows_the_removes_and_the_gate_forecast(spark,
     assert breach[0]["value"] == pytest.approx(change["ops"]["remove"] / change["base_items"], abs=1e-6)
 
 
+def test_a_pick_among_valid_offers_and_its_change_equal_what_a_run_does(spark, world):
+    # one offer per product, the cheapest the template renders: Ceneo refuses sample data's
+    # offers priced in EUR, so for some products the pick falls to a runner-up
+    ceneo = body(FEED, id="ceneo-one-per-product", template="ceneo_xml", where={"field": "price.amount", "gte": 0},
+                 pick_one_per="product_id", order_by=["price.amount", "-offer_id"])
+    got = preview(world, "feed", ceneo, sections=["count", "excluded"])
+    expected = truth(spark, world, "feed", ceneo, "20261102T090000Z-check-pick")
+    assert expected["stats"]["pick_runner_ups"] > 0
+    assert (got["count"], got["items"]) == (expected["stats"]["candidates"], expected["stats"]["items"])
+
+    # the same pick for Google, against the published electronics feed: the added offers
+    # are those the pick keeps that Google renders, found without rendering them again
+    google = body(FEED, where={"field": "price.amount", "gte": 0}, pick_one_per="product_id",
+                  order_by=["price.amount", "-offer_id"])
+    got = preview(world, "feed", google, base="electronics", sections=["count", "change"])
+    expected = truth(spark, world, "feed", google, "20261102T091000Z-check-pick", base_run=RUN_1)
+    change, ops = got["change"], expected["delta"]["ops"]
+    assert change["rendered"].startswith("new items only") and got["count"] == expected["stats"]["candidates"]
+    assert change["ops"] == {"add": ops.get("add", 0), "remove": ops.get("remove", 0), "update": ops.get("update", 0)}
+    added = set(read_snapshot_rows(world["root"], "20261102T091000Z-check-pick", "electronics")) - set(
+        read_snapshot_rows(world["root"], RUN_1, "electronics"))
+    assert change["ops"]["add"] == len(added) > 0
+    assert {s["key"] for s in change["samples"]["add"]} <= added and all(s["now"] for s in change["samples"]["add"])
+
+
 def test_dependents_show_how_their_count_would_change(world):
     draft = body(BUYERS, where={"history": "orders", "count": {"gte": 3}})
     got = preview(world, "segment", draft, base="buyers", sections=["dependents"])
