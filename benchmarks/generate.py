@@ -17,11 +17,11 @@ For each F, in one run:
   (c') render + write: one Spark job that renders every offer once and writes the text,
       with no membership, routing or manifests;
   (m) a mixed pass at the largest F: the same feeds, but every --mixed-every-th one is a
-      generic_csv feed (fields chosen in options), which only Python renders. The built-in
-      feeds render in the JVM and only the generic_csv ones in Python; the line says how
-      many outputs each path rendered, and why Python (from the stats, as run.json has them).
-      With --mixed-python, the same pass all in Python too: what a mixed pass cost when one
-      generic_csv feed sent every output to Python. (m) prints wall time only: CPU is
+      generic_csv feed (fields chosen in options). Since issue #20 the JVM renders generic
+      CSV/TSV too (generator/jvm/RenderGeneric.java), so every output takes the JVM path;
+      the line says how many outputs each path rendered, and why Python where one did (from
+      the stats, as run.json has them). With --mixed-python, the same pass all in Python:
+      what a mixed pass cost before either change. (m) prints wall time only: CPU is
       not comparable there, as Python workers started earlier may exit during it and take
       their CPU seconds out of the process tree.
 (a), (b) and (c') render with the renderer feedgen picks: the JVM renderer for these three
@@ -261,6 +261,7 @@ def main() -> None:
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
 
+    from _common import write_rendered_text
     from pyspark.sql import functions as F
 
     from feedgen.generator.generate import generate_entity
@@ -285,7 +286,7 @@ def main() -> None:
           flush=True)
 
     def floor() -> None:
-        spark.read.parquet(str(texts)).write.mode("overwrite").option("compression", "gzip").text(str(work / "floor"))
+        write_rendered_text(spark, texts, work / "floor")
 
     jvm = not args.python
     # warm-up, untimed in the table: the first Spark job of a process pays for class loading,

@@ -559,7 +559,7 @@ def _with_validity(df, definitions: Sequence[Definition], idx: Sequence[int], ke
         column_of.update(dict.fromkeys(ids, name))
         of_these = F.arrays_overlap(F.col(MATCHES), F.array(*[F.lit(i) for i in ids]))
         if jvm and jvm_renderable(spark, d.template, d.options, df.schema):
-            on_jvm.append(F.when(of_these, render_column(d.template, payload=False).getField("text").isNotNull())
+            on_jvm.append(F.when(of_these, render_column(d.template, d.options, payload=False).getField("text").isNotNull())
                           .alias(name))
         else:
             in_python.append((name, get_renderer(d.template, d.options, folder), ids))
@@ -904,7 +904,7 @@ def _jvm_pass(spark, aggregate_df, definitions: Sequence[Definition], plan: Enti
     from pyspark.sql import functions as F
 
     from feedgen.generator.compile import MATCHES
-    from feedgen.generator.jvm import generate_pass, offer_columns
+    from feedgen.generator.jvm import generate_pass, pass_columns
     from feedgen.generator.render import get_renderer
 
     runner_up = []
@@ -923,18 +923,19 @@ def _jvm_pass(spark, aggregate_df, definitions: Sequence[Definition], plan: Enti
     routed = sorted({t for ts in plan.def_targets for t in ts})
     keys, of_routed = _renderer_indices([plan.targets[t] for t in routed])
     renderer_of = dict(zip(routed, of_routed, strict=True))
-    renderers = [{"template": rk[0], "payload": any(plan.targets[t].events for t in routed if renderer_of[t] == n)}
+    renderers = [{"template": rk[0], "options": dict(rk[1]),
+                  "payload": any(plan.targets[t].events for t in routed if renderer_of[t] == n)}
                  for n, rk in enumerate(keys)]
     targets = [{"folder": t.folder, "events": t.events, "renderer": renderer_of.get(t.index, -1),
                 "fmt": get_renderer(t.template, t.options).fmt if t.index in renderer_of else ""}
                for t in plan.targets]
     lookup_columns = [field_column(path).alias(f"_fg_lookup{n}") for n, (path, _) in enumerate(lookups)]
     # the runner-up column goes last and GeneratePass finds it by name
-    columns = [F.col(plan.key).cast("string").alias("_key"), *offer_columns(),
+    columns = [F.col(plan.key).cast("string").alias("_key"), *pass_columns(renderers),
                *([F.col(MATCHES).cast("array<int>")] if matches else []), *lookup_columns, *runner_up]
     # only lookups: the inputs straight from the aggregate, for GeneratePass to read from
     # the scan's column batches when the aggregate is a plain Parquet read
-    columnar = None if matches else aggregate_df.select(F.col(plan.key), *offer_columns(prices_as_read=True),
+    columnar = None if matches else aggregate_df.select(F.col(plan.key), *pass_columns(renderers, prices_as_read=True),
                                                         *lookup_columns)
     return generate_pass(spark, df.select(*columns), {
         "run_root": plan.run_root, "part_max": plan.part_max_raw_bytes, "sample_keys": SAMPLE_KEYS,

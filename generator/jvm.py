@@ -8,8 +8,13 @@ writes the item with the template's own ``item.*.j2``, compiled here from Jinja'
 tree into a small program (text, field, if-field, csv row) over the flavour's field names
 (a name the flavour does not set is an error in the JVM). A template using anything else
 is not compiled and renders in Python.
-``GeneratePass`` runs a whole generator pass with it (render, route to targets, write gzip
-parts; ``generate_pass``); ``render_column`` is the same rules as a Spark UDF.
+``RenderGeneric`` renders the generic templates (``generic_csv``, ``generic_tsv``, offer_spec
+``GENERICS``) with the paths of their ``fields`` option: each path is one column,
+``_fg_path:<path>``, read by name, and its cell is written with render.py's rules (Python's
+``str``, ``repr``, ``isoformat`` and ``json.dumps`` of the value as Arrow hands it to Python).
+``GeneratePass`` runs a whole generator pass with both (render, route to targets, write gzip
+parts; ``generate_pass``), writing a row's cell of a path once for every generic feed that
+selects it; ``render_column`` is the same rules as a Spark UDF.
 
 The Java sources ship with the package and are compiled with ``javac`` into a jar under
 the user's cache folder the first time a SparkSession is built (``spark_jar``); without a
@@ -30,16 +35,19 @@ from pathlib import Path
 
 from feedgen.aggregator.schemas import OFFER_AGGREGATE_SCHEMA
 from feedgen.core.java import java_tool
-from feedgen.generator.offer_spec import CHANNELS, INPUTS, flavour_json
+from feedgen.generator.offer_spec import CHANNELS, GENERICS, INPUTS, flavour_json, generic_json
 
-__all__ = ["JVM_FUNCTION", "generate_pass", "jvm_renderable", "jvm_unrenderable", "offer_columns", "render_column",
-           "spark_jar"]
+__all__ = ["GENERIC_FUNCTION", "JVM_FUNCTION", "generate_pass", "jvm_renderable", "jvm_unrenderable", "offer_columns",
+           "pass_columns", "render_column", "spark_jar"]
 
 log = logging.getLogger(__name__)
 
 SOURCES = sorted((Path(__file__).parent / "jvm").glob("*.java"))
 JVM_CLASS = "feedgen.jvm.RenderOffer"
 JVM_FUNCTION = "feedgen_render_offer"
+GENERIC_CLASS = "feedgen.jvm.RenderGeneric"
+GENERIC_FUNCTION = "feedgen_render_generic"
+PATH = "_fg_path:"   # + an aggregate path: the column of its value (RenderGeneric.PATH)
 RETURN_TYPE = ("struct<text:string,errors:array<string>,warnings:array<string>,payload:string,"
                "missing:array<string>>")
 # the templates RenderOffer renders, and the flavour of offer_spec.py each one uses
@@ -145,9 +153,12 @@ def jvm_unrenderable(spark, name: str, options: dict | None, schema) -> str | No
     ``schema`` in ``spark``, as a sentence for run.json; None when it does."""
     from feedgen.generator.render import BUILTINS, render_options
 
+    if name in GENERICS:
+        problem = _paths_problem(_generic_paths(name, options), schema) or _registered(spark)
+        return f"{name!r}: {problem}" if problem else None
     if name not in FLAVOURS:
         what = "a user template" if name not in BUILTINS else "a built-in template without a JVM renderer"
-        return f"{name!r} is {what}; the JVM renders {', '.join(FLAVOURS)}"
+        return f"{name!r} is {what}; the JVM renders {', '.join((*FLAVOURS, *GENERICS))}"
     changed = render_options(name, options)
     if changed:
         return f"options {', '.join(sorted(changed))} change what {name!r} renders, and only Python reads them"
@@ -165,6 +176,7 @@ def _registered(spark) -> str | None:
         return None
     try:
         spark.udf.registerJavaFunction(JVM_FUNCTION, JVM_CLASS, RETURN_TYPE)
+        spark.udf.registerJavaFunction(GENERIC_FUNCTION, GENERIC_CLASS, RETURN_TYPE)
     except Exception as err:  # noqa: BLE001 - no jar on the classpath: Python renders
         first = str(err).splitlines()[0] if str(err) else type(err).__name__
         log.info("the JVM renderer is not available (%s); rendering in Python", first)
@@ -204,6 +216,88 @@ def _schema_problem(schema) -> str | None:
     return None
 
 
+def _generic_paths(name: str, options: dict | None) -> tuple[str, ...]:
+    """The aggregate paths generic template ``name`` reads: its key, then its ``fields`` (checked by
+    render.py; none without the option: then only the key, which alone decides whether an item is left out)."""
+    from feedgen.generator.render import get_renderer
+
+    fields = get_renderer(name, options)._fields if (options or {}).get("fields") else ()
+    return (GENERICS[name].key, *fields)
+
+
+def _path_type(schema, path: str):
+    """The type of ``path`` (struct fields joined by dots) in ``schema``, None when it has none."""
+    dtype = schema
+    for part in path.split("."):
+        if part not in getattr(dtype, "fieldNames", list)():
+            return None
+        dtype = dtype[part].dataType
+    return dtype
+
+
+def _unsupported(dtype) -> str | None:
+    """The type in ``dtype`` that RenderGeneric does not write (RenderGeneric.unsupported), None: none."""
+    from pyspark.sql import types as T
+
+    atomic = (T.StringType, T.BooleanType, T.ByteType, T.ShortType, T.IntegerType, T.LongType, T.FloatType,
+              T.DoubleType, T.DecimalType, T.DateType, T.TimestampType, T.TimestampNTZType)
+    if type(dtype) in atomic or isinstance(dtype, T.DecimalType):
+        return None
+    if isinstance(dtype, T.ArrayType):
+        return _unsupported(dtype.elementType)
+    if isinstance(dtype, T.MapType):
+        keys = (T.StringType, T.BooleanType, T.ByteType, T.ShortType, T.IntegerType, T.LongType)
+        return _unsupported(dtype.valueType) if type(dtype.keyType) in keys else dtype.keyType.simpleString()
+    if isinstance(dtype, T.StructType):
+        return next((p for p in map(_unsupported, (f.dataType for f in dtype.fields)) if p), None)
+    return dtype.simpleString()
+
+
+def _paths_problem(paths, schema) -> str | None:
+    """Which of ``paths`` the aggregate of ``schema`` lacks, or holds as a type RenderGeneric does not write."""
+    for path in dict.fromkeys(paths):
+        dtype = _path_type(schema, path)
+        if dtype is None:
+            return f"the aggregate has no field {path!r}, which the JVM renderer reads"
+        problem = _unsupported(dtype)
+        if problem:
+            return f"aggregate field {path!r} holds {problem}, which the JVM renderer does not write"
+    return None
+
+
+def _path_column(path: str):
+    from pyspark.sql import functions as F
+
+    top, *rest = path.split(".")
+    value = F.col(f"`{top}`")
+    for part in rest:
+        value = value.getField(part)
+    return value.alias(PATH + path)
+
+
+def _pass_paths(renderers) -> list[str]:
+    """The distinct aggregate paths the generic ``renderers`` ({template, options}) read."""
+    paths: dict[str, None] = {}
+    for r in renderers:
+        if r["template"] in GENERICS:
+            paths.update(dict.fromkeys(_generic_paths(r["template"], r.get("options"))))
+    return list(paths)
+
+
+def pass_columns(renderers, *, prices_as_read: bool = False) -> list:
+    """The columns GeneratePass reads for ``renderers`` ({template, options}): the offer_spec
+    inputs when a built-in offer template is among them (``offer_columns``), and one column
+    ``_fg_path:<path>`` per distinct path the generic ones read."""
+    channels = any(r["template"] in FLAVOURS for r in renderers)
+    return [*(offer_columns(prices_as_read=prices_as_read) if channels else []),
+            *map(_path_column, _pass_paths(renderers))]
+
+
+def _time_zone(spark) -> str:
+    # Arrow hands timestamps to Python in the session's time zone: RenderGeneric writes them in it
+    return spark.conf.get("spark.sql.session.timeZone")
+
+
 def offer_columns(*, prices_as_read: bool = False) -> list:
     """The aggregate columns RenderOffer reads, named as offer_spec.INPUTS names them (both
     RenderOffer and GeneratePass find them by name; prices as struct(amount, currency)).
@@ -225,11 +319,21 @@ def offer_columns(*, prices_as_read: bool = False) -> list:
     return [column(i.path, i.type).alias(i.name) for i in INPUTS]
 
 
-def render_column(name: str, *, payload: bool = True):
-    """The struct Column (text, errors, warnings, payload, missing) of template ``name``;
-    ``payload`` is null unless asked for (building it is a third of the work)."""
+def render_column(name: str, options: dict | None = None, *, payload: bool = True):
+    """The struct Column (text, errors, warnings, payload, missing) of template ``name`` with
+    ``options``; ``payload`` is null unless asked for (building it is a third of the work).
+
+    A generic template without ``fields`` renders its key only: its text is then not the
+    feed's, but whether it is null (the item left out) is, as only the key decides that.
+    """
+    from pyspark.sql import SparkSession
     from pyspark.sql import functions as F
 
+    if name in GENERICS:
+        paths = _generic_paths(name, options)
+        return F.call_function(GENERIC_FUNCTION, F.lit(generic_json(name, paths[1:])),
+                               F.lit(_time_zone(SparkSession.active())), F.lit(payload),
+                               F.struct(*map(_path_column, dict.fromkeys(paths))))
     return F.call_function(JVM_FUNCTION, F.lit(_program(name)), F.lit(flavour_json(FLAVOURS[name])),
                            F.lit(payload), F.struct(*offer_columns()))
 
@@ -239,10 +343,11 @@ def generate_pass(spark, df, plan: dict, columnar=None) -> tuple:
     here, and how it read its input (``columns`` or ``rows``).
 
     ``plan`` has run_root, part_max, sample_keys, targets (folder, fmt, events, renderer),
-    def_targets, renderers (template name, payload), matches (whether ``df`` has
-    _matches) and lookups; see GeneratePass.java. ``columnar``, the same inputs selected
-    straight from the aggregate (no _matches), is read from the file scan's column
-    batches when its plan is a plain vectorized scan; else ``df`` is read row by row.
+    def_targets, renderers (template name, its render options, payload), matches (whether
+    ``df`` has _matches) and lookups; see GeneratePass.java. ``df`` holds ``pass_columns`` of
+    the renderers. ``columnar``, the same inputs selected straight from the aggregate (no
+    _matches), is read from the file scan's column batches when its plan is a plain vectorized
+    scan; else ``df`` is read row by row.
     """
     import json
 
@@ -250,9 +355,14 @@ def generate_pass(spark, df, plan: dict, columnar=None) -> tuple:
 
     from feedgen.generator.compile import MATCHES
 
-    plan = {**plan, "matches_name": MATCHES,
-            "renderers": [{"program": _program(r["template"]), "flavour": flavour_json(FLAVOURS[r["template"]]),
-                           "payload": r["payload"]} for r in plan["renderers"]]}
+    def renderer(r: dict) -> dict:
+        name = r["template"]
+        if name in GENERICS:
+            return {"generic": generic_json(name, _generic_paths(name, r.get("options"))[1:]), "payload": r["payload"]}
+        return {"program": _program(name), "flavour": flavour_json(FLAVOURS[name]), "payload": r["payload"]}
+
+    plan = {**plan, "matches_name": MATCHES, "time_zone": _time_zone(spark),
+            "renderers": [renderer(r) for r in plan["renderers"]]}
     generate, plan_json = spark.sparkContext._jvm.feedgen.jvm.GeneratePass, json.dumps(plan)
     jdf = generate.runColumnar(columnar._jdf, plan_json) if columnar is not None else None
     if jdf is not None:

@@ -11,8 +11,16 @@ interpret the same spec, so a rule lives here once:
 - ``FLAVOURS``: what differs between partners (limits, vocabularies, defaults, accepted
   currencies, how a price is written, which fields they take and require), as data.
 - ``CHANNELS``: the built-in templates: a flavour and a format (``templates/<name>/``).
+- ``GENERICS``: the generic templates (``generic_csv``, ``generic_tsv``): no flavour, the
+  aggregate paths a definition chooses in ``options.fields``, one cell each, and the key
+  without which an item is left out (``generic_json`` is a template with its fields, for the JVM).
 
-The cleaners are the only code: ``id``, ``text``, ``long_text``, ``url``, ``choice`` (a
+The cleaners and the cell of a generic template are the only code. A generic cell is the
+value as Python holds it after Arrow: text as it is, a list of texts and whole numbers joined
+with ``|``, a struct, map or other list as JSON with sorted keys, numbers, decimals, booleans and
+timestamps (ISO 8601 in the session's time zone) as Python writes them; then made one line,
+and a text cell starting with ``= + - @`` after spaces gets a leading ``'`` (render.py
+``_cell_text`` and ``_row_writer``, RenderGeneric.java). The cleaners: ``id``, ``text``, ``long_text``, ``url``, ``choice`` (a
 vocabulary; an ``int`` source is the stock fallback of availability), ``money``,
 ``sale_price`` (the lowest price below the regular one), ``gtin`` (check digit),
 ``coalesce`` and ``flag`` (made of other fields). Both renderers implement each one;
@@ -24,13 +32,14 @@ the rules both renderers run; ``flavour_json`` is the same for the JVM.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from types import MappingProxyType
 
-__all__ = ["CHANNELS", "CLEANERS", "FIELDS", "FLAVOURS", "INPUTS", "Channel", "Compiled", "Field", "Flavour",
-           "Input", "Rule", "compiled", "flavour_json", "input_paths", "required_paths"]
+__all__ = ["CHANNELS", "CLEANERS", "FIELDS", "FLAVOURS", "GENERICS", "INPUTS", "Channel", "Compiled", "Field",
+           "Flavour", "Generic", "Input", "Rule", "compiled", "flavour_json", "generic_json", "input_paths",
+           "required_paths"]
 
 INPUT_TYPES = ("string", "int", "money")
 CLEANERS = ("id", "text", "long_text", "url", "choice", "money", "sale_price", "gtin", "coalesce", "flag")
@@ -200,6 +209,30 @@ CHANNELS: dict[str, Channel] = {
     "heureka_xml": Channel("heureka", "xml"),
     "tiktok_catalog_csv": Channel("tiktok", "csv"),
 }
+
+
+@dataclass(frozen=True)
+class Generic:
+    """A generic template: the aggregate paths of its ``fields`` option, one cell each, in ``fmt``."""
+
+    fmt: str                    # csv (RFC 4180 quoting) | tsv (no quoting: cells are one line)
+    key: str = "offer_id"       # the item's key: without one (null or empty) the item is left out
+    missing: str = "missing_id"  # ... with this error
+    # the options that change what it renders (the rest, file limits, only how output is split)
+    options: tuple[str, ...] = ("fields", "columns")
+
+
+GENERICS: dict[str, Generic] = {
+    "generic_csv": Generic("csv"),
+    "generic_tsv": Generic("tsv"),
+}
+
+
+def generic_json(name: str, fields: Sequence[str]) -> str:
+    """Generic template ``name`` with its chosen ``fields`` as the JSON RenderGeneric.java reads."""
+    g = GENERICS[name]
+    return json.dumps({"name": name, "sep": "," if g.fmt == "csv" else "\t", "key": g.key, "missing": g.missing,
+                       "fields": list(fields)}, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
 
 
 # ---------------------------------------------------------------------------------------

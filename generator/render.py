@@ -41,6 +41,7 @@ from feedgen.core.paths import TEMPLATES_DIR
 from feedgen.generator import audience as A
 from feedgen.generator.offer_spec import (
     CHANNELS,
+    GENERICS,
     INPUTS,
     Rule,
     compiled,
@@ -561,8 +562,8 @@ BUILTINS: dict[str, _Builtin] = {
     # when only some fields of a struct are used; the generator ships only those to Python)
     **{name: _Builtin(_offer_prepare(c.flavour), required_paths(c.flavour), c.fmt != "xml", input_paths())
        for name, c in CHANNELS.items()},
-    "generic_csv": _Builtin(lambda *a: {}, ("offer_id",), True),
-    "generic_tsv": _Builtin(lambda *a: {}, ("offer_id",), True),
+    # the generic templates of offer_spec.GENERICS: their cells are _row_writer's
+    **{name: _Builtin(lambda *a: {}, (g.key,), True) for name, g in GENERICS.items()},
     "google_customer_match": _Builtin(_prepare_google_cm, ("customer_id", "email"), True,
                                       _CUSTOMER_COLUMNS),
     "meta_custom_audience": _Builtin(_prepare_meta_ca, ("customer_id", "email"), True,
@@ -630,11 +631,11 @@ class Renderer:
         self._row = _row_writer("\t" if self.fmt == "tsv" else ",", neutralise)
         self._columns: tuple[str, ...] = ()
         self._fields: tuple[str, ...] = ()
-        if name in ("generic_csv", "generic_tsv"):
+        if name in GENERICS:
             self._fields, self._columns = _generic_columns(name, self.options)
             # chosen columns may be legitimately sparse (sale_price): only the key is
             # required, so the null-rate gate does not hold a run for an optional column
-            tops = dict.fromkeys(("offer_id", *(f.split(".", 1)[0] for f in self._fields)))
+            tops = dict.fromkeys((GENERICS[name].key.split(".", 1)[0], *(f.split(".", 1)[0] for f in self._fields)))
             self.input_columns = tuple(tops)
 
     @staticmethod
@@ -695,9 +696,10 @@ class Renderer:
         warnings: list[str] = []
         if self._fields:
             values = [_get(item, path) for path in self._fields]
-            key = item.get("offer_id")
+            generic = GENERICS[self.name]
+            key = _get(item, generic.key)
             if key is None or key == "":
-                errors.append("missing_id")
+                errors.append(generic.missing)
             fields = {path: _jsonable(v) for path, v in zip(self._fields, values, strict=True)}
             if errors:
                 return RenderResult(None, tuple(errors), (), fields)
@@ -787,9 +789,7 @@ _LOCK = threading.Lock()
 
 # The options that change what a template renders; the rest (file limits) only change
 # how the output is split, so definitions differing only there share one render.
-_RENDER_OPTIONS: dict[str, tuple[str, ...]] = {
-    "generic_csv": ("fields", "columns"), "generic_tsv": ("fields", "columns"),
-}
+_RENDER_OPTIONS: dict[str, tuple[str, ...]] = {name: g.options for name, g in GENERICS.items()}
 _LAYOUT_OPTIONS = ("max_file_bytes", "max_file_items")
 
 

@@ -137,7 +137,7 @@ def test_jvm_renderer_is_used_only_for_the_aggregate_schema_and_built_in_offer_t
     assert not jvm_renderable(spark, "google_merchant_rss", {}, df.schema)
     schema = OFFER_AGGREGATE_SCHEMA
     assert jvm_renderable(spark, "meta_catalog_csv", {"max_file_bytes": 1000}, schema)
-    assert not jvm_renderable(spark, "generic_csv", {"fields": ["offer_id"]}, schema)
+    assert jvm_renderable(spark, "generic_csv", {"fields": ["offer_id"]}, schema)   # tests/test_jvm_options.py
     assert not jvm_renderable(spark, "ids_csv", {}, schema)
 
 

@@ -1,5 +1,6 @@
-"""Each output is rendered by the JVM when its template is a built-in offer template, else by
-Python; run.json, the run summary and `feedgen runs show` say which, and why."""
+"""Each output is rendered by the JVM when its template is a built-in offer template (with its
+options: generic CSV/TSV with their fields), else by Python (user templates);
+run.json, the run summary and `feedgen runs show` say which, and why."""
 
 from __future__ import annotations
 
@@ -32,9 +33,14 @@ FEEDS = [
     {"id": "cheapest", "template": "google_merchant_rss", "pick_one_per": "product_id", "order_by": ["price.amount"]},
     {"id": "ids", "template": "generic_csv", "options": {"fields": ["offer_id", "title", "price.amount"]},
      "where": {"field": "stock", "gt": 0}},
+    {"id": "tsv", "template": "generic_tsv", "delivery": {"events": True},
+     "options": {"fields": ["offer_id", "category.levels", "price", "description", "title"], "max_file_items": 3},
+     "where": {"not": {"field": "brand", "eq": "Zeta"}}},
+    {"id": "cheapest-ids", "template": "generic_csv", "options": {"fields": ["offer_id", "price.amount", "link"]},
+     "pick_one_per": "product_id", "order_by": ["price.amount"]},
     {"id": "mine", "template": "my_item", "where": {"field": "title", "matches": "^[A-Z]"}},
 ]
-ON_JVM = {"google", "meta-csv", "cheapest"}
+ON_JVM = {"google", "meta-csv", "cheapest", "ids", "tsv", "cheapest-ids"}
 
 
 def offers() -> list[dict]:
@@ -67,7 +73,8 @@ def parsed_items(root: Path, stats: dict) -> list:
         tree = etree.fromstring(doc)
         items = tree.findall("channel/item") or list(tree)
         return sorted(etree.tostring(i, method="c14n") for i in items)
-    return sorted(tuple(r) for r in csv.reader(io.StringIO(doc.decode("utf-8"), newline="")))
+    dialect = {"delimiter": "\t", "quoting": csv.QUOTE_NONE} if stats["template"].endswith("tsv") else {}
+    return sorted(tuple(r) for r in csv.reader(io.StringIO(doc.decode("utf-8"), newline=""), **dialect))
 
 
 def test_a_mixed_pass_renders_built_in_targets_in_the_jvm_the_rest_in_python_as_python_alone_would(
@@ -77,29 +84,35 @@ def test_a_mixed_pass_renders_built_in_targets_in_the_jvm_the_rest_in_python_as_
 
     on_disk = json.loads((root / "runs" / RUN_ID / "run.json").read_text())["definitions"]
     paths = {d: (s["render_path"], s["reason"]) for d, s in on_disk.items()}
+    # built-in templates with options (generic CSV/TSV with fields, file limits, a
+    # pick) in the JVM; only the user template in Python, with why, per target in run.json
     assert {d for d, (path, _) in paths.items() if path == "jvm"} == ON_JVM
     assert all(reason is None for d, (_, reason) in paths.items() if d in ON_JVM)
-    assert "'generic_csv' is a built-in template without a JVM renderer" in paths["ids"][1]
-    assert "'my_item' is a user template" in paths["mine"][1]
+    assert paths["mine"][0] == "python" and paths["mine"][1].startswith("'my_item' is a user template")
+    assert {on_disk[d]["input"] for d in ON_JVM} <= {"rows", "columns"} and on_disk["mine"]["input"] == "arrow"
     assert {s["render_path"] for s in python["definitions"].values()} == {"python"}
     assert "switched off" in python["definitions"]["google"]["reason"]
 
-    same = ("items", "candidates", "excluded", "warnings", "excluded_samples", "null_rates")
+    same = ("items", "candidates", "excluded", "warnings", "excluded_samples", "null_rates", "files")
     for d, s in mixed["definitions"].items():
         py = python["definitions"][d]
         assert parsed_items(root, s) == parsed_items(py_root, py), d
         assert {k: s[k] for k in same} == {k: py[k] for k in same}, d
-    assert mixed["definitions"]["google"]["items"] > 0 and mixed["definitions"]["mine"]["items"] > 0
+    for d in ("google", "mine", "ids", "tsv", "cheapest-ids"):
+        assert mixed["definitions"][d]["items"] > 0, d
+    assert mixed["definitions"]["tsv"]["files"] > 1      # max_file_items: 3
     assert mixed["definitions"]["cheapest"]["pick_runner_ups"] == 1     # o-3 has no image: o-4 is shown
+    header = assemble(root / "runs" / RUN_ID / mixed["definitions"]["tsv"]["folder"]).split(b"\n")[0]
+    assert header == b"offer_id\tcategory.levels\tprice\tdescription\ttitle"
 
     print_run_summary(mixed)
     shown = " ".join(capsys.readouterr().err.split())
-    assert "rendered in the JVM: 3 output(s)" in shown
+    assert f"rendered in the JVM: {len(ON_JVM)} output(s)" in shown
     assert "rendered in Python: 1 output(s) (mine): 'my_item' is a user template" in shown
     assert "cheapest 1" in shown
     listed = CliRunner().invoke(main, ["runs", "show", RUN_ID, "--root", str(root)])
     assert listed.exit_code == 0, listed.output
-    assert "rendered in Python: 1 output(s) (ids): 'generic_csv' is a built-in template" in listed.output
+    assert "rendered in Python: 1 output(s) (mine): 'my_item' is a user template" in listed.output
 
 
 def test_every_output_that_python_renders_has_a_reason(spark):

@@ -8,6 +8,7 @@ import java.nio.file.Paths;
 import java.nio.file.StandardCopyOption;
 import java.security.MessageDigest;
 import java.security.NoSuchAlgorithmException;
+import java.time.ZoneId;
 import java.util.ArrayDeque;
 import java.util.ArrayList;
 import java.util.Arrays;
@@ -70,6 +71,11 @@ import scala.jdk.javaapi.CollectionConverters;
  * named ``_fg_runner_up`` (array of int), found by name, lists the definitions whose
  * ``pick_one_per`` fell to this row as a runner-up; they are counted per target.
  *
+ * A renderer is a built-in offer template (``program`` and ``flavour``: RenderOffer) or a
+ * generic one (``generic``: RenderGeneric's spec, the aggregate paths of its ``fields``). The
+ * generic ones read one column per distinct path, ``_fg_path:<path>``, found by name; a row's
+ * cell of a path is written once and shared by every generic renderer that selects it.
+ *
  * A target with renderer -1 is rendered by the Python pass of the same run: no definition
  * of this plan routes to it, and it gets no stat row here.
  */
@@ -94,8 +100,14 @@ public final class GeneratePass implements FlatMapFunction<Iterator<InternalRow>
     final boolean[] events;
     final int[] rendererOf;
     final int[][] defTargets;
-    final RenderOffer.Program[] programs;
+    final RenderOffer.Program[] programs;   // null for a generic renderer
     final RenderOffer.Flavour[] flavours;
+    final RenderGeneric.Spec[] generics;   // null for a built-in offer template
+    final int[][] genericSlots;            // per generic renderer: its key and fields as indices into paths
+    final String[] paths;                  // every path a generic renderer reads, once
+    final DataType[] pathTypes;
+    final int pathBase;                    // the slot of paths[0]
+    final String timeZone;                 // the session's: timestamps are written in it, as Arrow hands them to Python
     final boolean[] payload;
     final String matchesName;
     int matchesColumn = -1;
@@ -104,7 +116,7 @@ public final class GeneratePass implements FlatMapFunction<Iterator<InternalRow>
     // The inputs every flavour reads (offer_spec.INPUTS), by name, and their types.
     final String[] inputs;
     final int[] types;
-    // Where slot i (0 the key, 1..inputs the flavours' inputs, then the lookup fields) is in
+    // Where slot i (0 the key, 1..inputs the flavours' inputs, then the lookup fields, then the paths) is in
     // a row, found by name: column ords[i], and field subs[i] of that struct column of
     // widths[i] fields, or the column itself (-1). A price is a struct; money[i] = {amount,
     // currency, width}.
@@ -144,22 +156,41 @@ public final class GeneratePass implements FlatMapFunction<Iterator<InternalRow>
         JsonNode renderers = plan.get("renderers");
         programs = new RenderOffer.Program[renderers.size()];
         flavours = new RenderOffer.Flavour[renderers.size()];
+        generics = new RenderGeneric.Spec[renderers.size()];
+        genericSlots = new int[renderers.size()][];
         payload = new boolean[renderers.size()];
+        RenderOffer.Flavour first = null;
+        Map<String, Integer> pathIndex = new LinkedHashMap<>();
         for (int r = 0; r < renderers.size(); r++) {
             JsonNode renderer = renderers.get(r);
+            payload[r] = renderer.get("payload").asBoolean();
+            if (renderer.has("generic")) {
+                generics[r] = new RenderGeneric.Spec(renderer.get("generic").asText());
+                List<String> read = generics[r].paths();
+                genericSlots[r] = new int[read.size()];
+                for (int k = 0; k < read.size(); k++) {
+                    genericSlots[r][k] = pathIndex.computeIfAbsent(read.get(k), x -> pathIndex.size());
+                }
+                continue;
+            }
             flavours[r] = new RenderOffer.Flavour(renderer.get("flavour").asText());
             programs[r] = new RenderOffer.Program(renderer.get("program").asText(), flavours[r]);
-            payload[r] = renderer.get("payload").asBoolean();
-            if (r > 0 && !Arrays.equals(flavours[r].inputs, flavours[0].inputs)) {
-                throw new IllegalArgumentException("flavours '" + flavours[0].name + "' and '" + flavours[r].name
+            if (first == null) {
+                first = flavours[r];
+            } else if (!Arrays.equals(flavours[r].inputs, first.inputs)) {
+                throw new IllegalArgumentException("flavours '" + first.name + "' and '" + flavours[r].name
                         + "' read different inputs; offer_spec.INPUTS is one list for every flavour");
             }
         }
-        inputs = flavours.length == 0 ? new String[0] : flavours[0].inputs;
-        types = flavours.length == 0 ? new int[0] : flavours[0].types;
+        inputs = first == null ? new String[0] : first.inputs;
+        types = first == null ? new int[0] : first.types;
+        paths = pathIndex.keySet().toArray(new String[0]);
+        pathTypes = new DataType[paths.length];
+        timeZone = plan.path("time_zone").asText("UTC");
         matchesName = plan.get("matches").asBoolean() ? plan.get("matches_name").asText() : null;
         JsonNode tables = plan.get("lookups");
-        int slots = 1 + inputs.length + tables.size();
+        pathBase = 1 + inputs.length + tables.size();
+        int slots = pathBase + paths.length;
         ords = new int[slots];
         subs = new int[slots];
         widths = new int[slots];
@@ -190,8 +221,11 @@ public final class GeneratePass implements FlatMapFunction<Iterator<InternalRow>
         return df.sparkSession().createDataFrame(rows, OUT);
     }
 
-    /** The name of slot ``i`` (1.. the inputs, then the lookups). */
+    /** The name of slot ``i`` (1.. the inputs, then the lookups, then the paths). */
     String slotName(int i) {
+        if (i >= pathBase) {
+            return RenderGeneric.PATH + paths[i - pathBase];
+        }
         return i <= inputs.length ? inputs[i - 1] : LOOKUP + (i - 1 - inputs.length);
     }
 
@@ -203,6 +237,15 @@ public final class GeneratePass implements FlatMapFunction<Iterator<InternalRow>
             if (i <= inputs.length && types[i - 1] == RenderOffer.MONEY) {
                 StructType price = (StructType) schema.fields()[ords[i]].dataType();
                 money[i] = new int[] {price.fieldIndex("amount"), price.fieldIndex("currency"), price.size()};
+            }
+            if (i >= pathBase) {
+                DataType type = schema.fields()[ords[i]].dataType();
+                String problem = RenderGeneric.unsupported(type);
+                if (problem != null) {
+                    throw new IllegalArgumentException("GeneratePass: column '" + slotName(i) + "' holds " + problem
+                            + ", which RenderGeneric does not write (generator/jvm.py routes such a template to Python)");
+                }
+                pathTypes[i - pathBase] = type;
             }
         }
         matchesColumn = matchesName == null ? -1 : column(names, matchesName);
@@ -289,6 +332,13 @@ public final class GeneratePass implements FlatMapFunction<Iterator<InternalRow>
             }
             pass.ords[i] = column;
             pass.subs[i] = sub;
+            if (i >= pass.pathBase) {
+                if (RenderGeneric.unsupported(type) != null) {
+                    return null;
+                }
+                pass.pathTypes[i - pass.pathBase] = type;
+                continue;
+            }
             int kind = i == 0 || i > pass.inputs.length ? RenderOffer.STRING : pass.types[i - 1];
             if (kind == RenderOffer.MONEY ? sub >= 0 || !isPrice(type)
                     : !type.equals(kind == RenderOffer.INT ? DataTypes.IntegerType : DataTypes.StringType)) {
@@ -450,6 +500,19 @@ public final class GeneratePass implements FlatMapFunction<Iterator<InternalRow>
         return in;
     }
 
+    /** Path slot ``i`` of ``row`` as Python holds it (RenderGeneric.value), or null. */
+    Object pathValue(InternalRow row, int i, ZoneId zone) {
+        int column = ords[i];
+        if (row.isNullAt(column)) {
+            return null;
+        }
+        DataType type = pathTypes[i - pathBase];
+        if (subs[i] < 0) {
+            return RenderGeneric.value(row, column, type, zone);
+        }
+        return RenderGeneric.value(row.getStruct(column, widths[i]), subs[i], type, zone);
+    }
+
     /** A price input: struct(amount decimal(18,2), currency string). */
     RenderOffer.Cash cash(InternalRow row, int i) {
         if (row.isNullAt(ords[i])) {
@@ -496,6 +559,15 @@ public final class GeneratePass implements FlatMapFunction<Iterator<InternalRow>
         boolean done;
         String key;   // of the current row, made when needed
         Object[] values;   // the inputs of the current row, read when first rendered
+        InternalRow current;
+        final ZoneId zone = ZoneId.of(timeZone);
+        // the current row's paths, each read and written once for every generic renderer
+        final RenderGeneric.Cells cells = new RenderGeneric.Cells(paths.length) {
+            @Override
+            Object read(int p) {
+                return pathValue(current, pathBase + p, zone);
+            }
+        };
 
         String key(InternalRow row) {
             if (key == null) {
@@ -538,6 +610,8 @@ public final class GeneratePass implements FlatMapFunction<Iterator<InternalRow>
         void process(InternalRow row) {
             key = null;
             values = null;
+            current = row;
+            cells.next();
             Arrays.fill(results, null);
             if (matchesColumn >= 0) {
                 route(row, row.getArray(matchesColumn).toIntArray());
@@ -565,10 +639,14 @@ public final class GeneratePass implements FlatMapFunction<Iterator<InternalRow>
                     int r = rendererOf[t];
                     RenderOffer.Result result = results[r];
                     if (result == null) {
-                        if (values == null) {
-                            values = inputs(row);
+                        if (generics[r] != null) {
+                            result = results[r] = RenderGeneric.render(generics[r], genericSlots[r], cells, payload[r]);
+                        } else {
+                            if (values == null) {
+                                values = inputs(row);
+                            }
+                            result = results[r] = RenderOffer.renderOffer(programs[r], flavours[r], payload[r], values);
                         }
-                        result = results[r] = RenderOffer.renderOffer(programs[r], flavours[r], payload[r], values);
                         texts[r] = result.text == null ? null : result.text.getBytes(StandardCharsets.UTF_8);
                         renders[r]++;
                     }
