@@ -293,28 +293,30 @@ class PreviewEngine:
             return rows
         return self._picked(d, rows, df, tag)
 
-    def _picked(self, d: Definition, rows, df, tag: str, held: list | None = None):
+    def _picked(self, d: Definition, rows, df, tag: str, held: list | None = None, value=None):
         """``rows`` (``d``'s candidates in aggregate ``tag``) less those ``pick_one_per`` leaves out.
 
         The run's rule (generator.generate.apply_pick_one_per) for one definition: per pick
         key, the first row by ``order_by`` among those the template renders, else the first.
         Ranked on the candidates' key, pick and order columns only, and the winners' keys
-        are held (appended to ``held``) for the sections that read them again.
+        are held (appended to ``held``, with the Column ``value`` as ``_value`` when given)
+        for the sections that read them again.
         """
         from pyspark.sql import Window
 
         key = ENTITY_KEYS[d.entity]
         pick_key, ordered, orders = pick_columns(d.pick_one_per, d.order_by, key)
         refused = self._refused(d, df, tag)
-        narrow = (rows.select(F.col(quote(key)).alias("_k"), pick_key.alias("_pk"), *ordered)
+        carried = [value.alias("_value")] if value is not None else []
+        narrow = (rows.select(F.col(quote(key)).alias("_k"), pick_key.alias("_pk"), *ordered, *carried)
                   .join(F.broadcast(refused), F.col("_k").cast("string") == F.col("_refused"), "left"))
         ranked = narrow.withColumn("_rn", F.row_number().over(
             Window.partitionBy("_pk").orderBy(F.col("_refused").isNull().desc(), *orders, "_k")))
-        winners = ranked.where("_rn = 1").select(F.col("_k").alias("_picked"))
+        winners = ranked.where("_rn = 1").select(F.col("_k").alias("_picked"), *([F.col("_value")] if carried else []))
         if held is not None:
             winners = winners.cache()
             held.append(winners)
-        return rows.join(F.broadcast(winners), F.col(quote(key)) == F.col("_picked"), "left_semi")
+        return rows.join(F.broadcast(winners.select("_picked")), F.col(quote(key)) == F.col("_picked"), "left_semi")
 
     def _refused(self, d: Definition, df, tag: str):
         """The keys (as text, column ``_refused``) of the rows of aggregate ``tag`` that ``d``'s
@@ -330,7 +332,7 @@ class PreviewEngine:
         spark = df.sparkSession
         if (self.config.get("generate.jvm_render", True)
                 and jvm_renderable(spark, d.template, d.options, df.schema)):
-            refused = df.where(render_column(d.template, payload=False).getField("text").isNull()) \
+            refused = df.where(render_column(d.template, d.options, payload=False).getField("text").isNull()) \
                 .select(F.col(key).cast("string").alias("_refused"))
         else:
             refused = self.rendered(d, df).where(F.col("error").isNotNull()).select(F.col("key").alias("_refused"))
@@ -346,7 +348,8 @@ class PreviewEngine:
                 old.unpersist()
         return refused
 
-    def _held_members(self, d: Definition, agg: Aggregate, segments: Mapping[str, Definition]):
+    def _held_members(self, d: Definition, agg: Aggregate, segments: Mapping[str, Definition],
+                      value=None):
         """``d``'s rows for the sections of one preview, and the frame held for them (None: none).
 
         With ``pick_one_per`` the members need a shuffle (the window per pick key), so the
@@ -357,7 +360,7 @@ class PreviewEngine:
         if not d.pick_one_per:
             return rows, None
         held: list = []
-        members = self._picked(d, rows, agg.df, agg.run_id, held)
+        members = self._picked(d, rows, agg.df, agg.run_id, held, value)
         return members, held[0]
 
     def _template(self, d: Definition) -> str:
@@ -405,7 +408,11 @@ class PreviewEngine:
             timings[name] = round(time.monotonic() - t0, 3)
             return value
 
-        members, held = self._held_members(d, agg, segments)
+        wants_change = bool(base) and ("change" in sections or "gates" in sections)
+        # the change groups by a field: with a pick, its value rides along with the held keys
+        change_field = self._change_field(d, agg, change_field) if wants_change else change_field
+        members, held = self._held_members(d, agg, segments,
+                                           field_column(change_field).cast("string") if wants_change else None)
         rendered = None
         try:
             # the samples (a short job and Python rendering) overlap the count (a full scan)
@@ -423,7 +430,7 @@ class PreviewEngine:
                 out["items"] = rendered.where("error is null").count()  # what generate would write
             change = None
             if ("change" in sections or "gates" in sections) and base:
-                change = timed("change", lambda: self._change(d, base, agg, members, change_field))
+                change = timed("change", lambda: self._change(d, base, agg, members, change_field, held))
                 if "change" in sections:
                     out["change"] = change
             if "gates" in sections:
@@ -504,7 +511,8 @@ class PreviewEngine:
             return None
         return renderer_key(template, found.options) if found else None
 
-    def _change(self, d: Definition, base: str, agg: Aggregate, members, field: str | None) -> dict[str, Any]:
+    def _change(self, d: Definition, base: str, agg: Aggregate, members, field: str | None,
+                held=None) -> dict[str, Any]:
         run_id, record = self._published_run(base)
         out: dict[str, Any] = {"base": base, "base_run_id": run_id}
         if run_id is None or record is None:
@@ -528,7 +536,7 @@ class PreviewEngine:
             # same rows rendered the same way: a kept item renders as it did, so only the
             # new ones are rendered (to leave out those item validation excludes)
             out["rendered"] = "new items only (same aggregate and template as the published run)"
-            out.update(self._change_of_keys(d, agg, members, y, field))
+            out.update(self._change_of_keys(d, agg, members, y, field, held))
         else:
             out["rendered"] = "every item"
             out.update(self._change_rendered(d, agg, members, y, field))
@@ -545,8 +553,12 @@ class PreviewEngine:
             raise BadInput(f"change_field: {field!r} is not a single value; pick a text or number field")
         return field
 
-    def _change_of_keys(self, d: Definition, agg: Aggregate, members, y, field: str) -> dict[str, Any]:
+    def _change_of_keys(self, d: Definition, agg: Aggregate, members, y, field: str,
+                        held=None) -> dict[str, Any]:
         """The change when only membership can differ: adds and removes from the keys alone."""
+        if held is not None and "_value" in held.columns:  # a pick's held keys carry the value
+            x = held.select(F.col("_picked").cast("string").alias("key"), F.col("_value").alias("value"))
+            return self._change_of_x(d, agg, members, x, y, field)
         key = ENTITY_KEYS[d.entity]
         x = members.select(F.col(quote(key)).cast("string").alias("key"),
                            field_column(field).cast("string").alias("value")).cache()
@@ -558,24 +570,24 @@ class PreviewEngine:
     def _change_of_x(self, d: Definition, agg: Aggregate, members, x, y, field: str) -> dict[str, Any]:
         key = ENTITY_KEYS[d.entity]
         y_keys = y.select("key", F.lit(True).alias("in_y"))
-        groups = (x.join(F.broadcast(y_keys), "key", "left")
-                  .groupBy(F.col("in_y").isNotNull().alias("kept"), "value").count().collect())
+        joined = x.join(F.broadcast(y_keys), "key", "left")
+        refused = self._known_refusals(d, agg)
+        if refused is not None:  # which rows the template leaves out is known: no render
+            joined = joined.join(F.broadcast(refused.select(F.col("_refused").alias("key"),
+                                                            F.lit(True).alias("out"))), "key", "left")
+        groups = joined.groupBy(F.col("in_y").isNotNull().alias("kept"),
+                                (F.col("out").isNotNull() if refused is not None else F.lit(False)).alias("out"),
+                                "value").count().collect()
         kept = sum(r["count"] for r in groups if r["kept"])
         candidates = [r for r in groups if not r["kept"]]
         adds, add_samples, add_values = 0, [], []
-        refused = self._known_refusals(d, agg)
         if candidates and refused is not None:
-            # which rows the template leaves out is known for this aggregate: no render
-            y_only = y.select(F.col("key").alias("_yk"))
-            fresh = (x.join(F.broadcast(y_only), F.col("key") == F.col("_yk"), "left_anti")
-                     .join(F.broadcast(refused), F.col("key") == F.col("_refused"), "left_anti").cache())
-            try:
-                adds = fresh.count()
-                add_values = [(r["value"], r["count"]) for r in fresh.groupBy("value").count().collect()]
-                keys = [r["key"] for r in fresh.select("key").orderBy("key").limit(CHANGE_SAMPLES).collect()]
+            add_values = [(r["value"], r["count"]) for r in candidates if not r["out"]]
+            adds = sum(n for _, n in add_values)
+            if adds:
+                keys = [r["key"] for r in joined.where(F.col("in_y").isNull() & F.col("out").isNull())
+                        .select("key").orderBy("key").limit(CHANGE_SAMPLES).collect()]
                 add_samples = self._rendered_now(d, agg, keys)
-            finally:
-                fresh.unpersist()
         elif candidates:
             new_rows = members.join(F.broadcast(y.select(F.col("key").alias("_yk"))),
                                     F.col(quote(key)).cast("string") == F.col("_yk"), "left_anti")
