@@ -9,7 +9,8 @@ One Spark job per entity kind:
    read into plain dicts, renders every entity once per *renderer* (template + render
    options) that any of its matching definitions uses, and appends the fragment to a
    buffer per output target; buffers become gzip-member part files written by the task.
-   For the outputs that use a built-in offer template the JVM does all of this instead
+   For the outputs that use a built-in template (offer templates and the customer audience
+   exports; membership rows too, for customers) the JVM does all of this instead
    (generator/jvm/GeneratePass.java, ``_jvm_pass``) and no row goes through Python (its
    lookups are hash probes in the task, and it reads a Parquet scan's column batches in
    place when nothing else comes between); the other outputs' definitions are evaluated
@@ -665,7 +666,7 @@ def generate_entity(spark, aggregate_df, definitions: Sequence[Definition], *, e
                     progress: Callable[[str], None] | None = None, jvm: bool = True) -> dict[str, Any]:
     """Generate every definition of one entity kind in one pass; return per-definition stats.
 
-    With ``jvm`` (the default), the outputs that use built-in offer templates are rendered and
+    With ``jvm`` (the default), the outputs that use built-in templates are rendered and
     their parts written in the JVM (generator/jvm.py); the rest in Python, in a second pass
     over the same aggregate that evaluates only the definitions of those outputs. The two
     passes run as one Spark job. Each output's stats say which path rendered it
@@ -838,8 +839,6 @@ def route_targets(spark, schema, entity: str, targets: Sequence[Target], *, jvm:
 
     if not jvm:
         return ["the JVM renderer is switched off (generate.jvm_render: false)"] * len(targets)
-    if entity != "offer":
-        return [f"{entity} exports render in Python: the JVM renders offer templates only"] * len(targets)
     # once per renderer, not per target: a thousand feeds share three templates
     why: dict[tuple, str | None] = {}
     out = []
@@ -940,4 +939,5 @@ def _jvm_pass(spark, aggregate_df, definitions: Sequence[Definition], plan: Enti
     return generate_pass(spark, df.select(*columns), {
         "run_root": plan.run_root, "part_max": plan.part_max_raw_bytes, "sample_keys": SAMPLE_KEYS,
         "targets": targets, "def_targets": plan.def_targets, "renderers": renderers, "matches": matches,
-        "lookups": [ids for _, ids in lookups]}, columnar=columnar)
+        "lookups": [ids for _, ids in lookups], "membership": plan.membership,
+        "definition_ids": plan.definition_ids}, columnar=columnar)

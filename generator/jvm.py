@@ -12,7 +12,10 @@ is not compiled and renders in Python.
 ``GENERICS``) with the paths of their ``fields`` option: each path is one column,
 ``_fg_path:<path>``, read by name, and its cell is written with render.py's rules (Python's
 ``str``, ``repr``, ``isoformat`` and ``json.dumps`` of the value as Arrow hands it to Python).
-``GeneratePass`` runs a whole generator pass with both (render, route to targets, write gzip
+``RenderCustomer`` renders the customer audience exports (``ids_csv``, ``google_customer_match``,
+``meta_custom_audience``) with the rules of generator/customer_spec.py (``customer_json``, the
+spec render.py interprets too), reading the customer columns it names as ``_fg_path:<column>``.
+``GeneratePass`` runs a whole generator pass with all three (render, route to targets, write gzip
 parts; ``generate_pass``), writing a row's cell of a path once for every generic feed that
 selects it; ``render_column`` is the same rules as a Spark UDF.
 
@@ -35,9 +38,11 @@ from pathlib import Path
 
 from feedgen.aggregator.schemas import OFFER_AGGREGATE_SCHEMA
 from feedgen.core.java import java_tool
+from feedgen.generator.customer_spec import EXPORTS as CUSTOMER_EXPORTS
+from feedgen.generator.customer_spec import customer_json, export_inputs
 from feedgen.generator.offer_spec import CHANNELS, GENERICS, INPUTS, flavour_json, generic_json
 
-__all__ = ["GENERIC_FUNCTION", "JVM_FUNCTION", "generate_pass", "jvm_renderable", "jvm_unrenderable", "offer_columns",
+__all__ = ["CUSTOMER_FUNCTION", "GENERIC_FUNCTION", "JVM_FUNCTION", "generate_pass", "jvm_renderable", "jvm_unrenderable", "offer_columns",
            "pass_columns", "render_column", "spark_jar"]
 
 log = logging.getLogger(__name__)
@@ -47,6 +52,8 @@ JVM_CLASS = "feedgen.jvm.RenderOffer"
 JVM_FUNCTION = "feedgen_render_offer"
 GENERIC_CLASS = "feedgen.jvm.RenderGeneric"
 GENERIC_FUNCTION = "feedgen_render_generic"
+CUSTOMER_CLASS = "feedgen.jvm.RenderCustomer"
+CUSTOMER_FUNCTION = "feedgen_render_customer"
 PATH = "_fg_path:"   # + an aggregate path: the column of its value (RenderGeneric.PATH)
 RETURN_TYPE = ("struct<text:string,errors:array<string>,warnings:array<string>,payload:string,"
                "missing:array<string>>")
@@ -156,9 +163,12 @@ def jvm_unrenderable(spark, name: str, options: dict | None, schema) -> str | No
     if name in GENERICS:
         problem = _paths_problem(_generic_paths(name, options), schema) or _registered(spark)
         return f"{name!r}: {problem}" if problem else None
+    if name in CUSTOMER_EXPORTS:
+        problem = _strings_problem(export_inputs(name), schema) or _registered(spark)
+        return f"{name!r}: {problem}" if problem else None
     if name not in FLAVOURS:
         what = "a user template" if name not in BUILTINS else "a built-in template without a JVM renderer"
-        return f"{name!r} is {what}; the JVM renders {', '.join((*FLAVOURS, *GENERICS))}"
+        return f"{name!r} is {what}; the JVM renders {', '.join((*FLAVOURS, *GENERICS, *CUSTOMER_EXPORTS))}"
     changed = render_options(name, options)
     if changed:
         return f"options {', '.join(sorted(changed))} change what {name!r} renders, and only Python reads them"
@@ -177,6 +187,7 @@ def _registered(spark) -> str | None:
     try:
         spark.udf.registerJavaFunction(JVM_FUNCTION, JVM_CLASS, RETURN_TYPE)
         spark.udf.registerJavaFunction(GENERIC_FUNCTION, GENERIC_CLASS, RETURN_TYPE)
+        spark.udf.registerJavaFunction(CUSTOMER_FUNCTION, CUSTOMER_CLASS, RETURN_TYPE)
     except Exception as err:  # noqa: BLE001 - no jar on the classpath: Python renders
         first = str(err).splitlines()[0] if str(err) else type(err).__name__
         log.info("the JVM renderer is not available (%s); rendering in Python", first)
@@ -213,6 +224,20 @@ def _schema_problem(schema) -> str | None:
                 path = name if sub is None else f"{name}.{sub}"
                 return (f"aggregate column {path!r} is {g.simpleString() if g else 'missing'}, "
                         f"where the JVM renderer reads {w.simpleString()}")
+    return None
+
+
+def _strings_problem(columns, schema) -> str | None:
+    """Which of ``columns`` (a customer export's inputs) the aggregate lacks or holds as other than a
+    string, which RenderCustomer reads (then Python renders, with ``str()`` of the value); None: none."""
+    from pyspark.sql import types as T
+
+    for name in columns:
+        dtype = _path_type(schema, name)
+        if dtype is None:
+            return f"the aggregate has no column {name!r}, which the JVM renderer reads"
+        if not isinstance(dtype, T.StringType):
+            return f"aggregate column {name!r} is {dtype.simpleString()}, where the JVM renderer reads string"
     return None
 
 
@@ -276,18 +301,20 @@ def _path_column(path: str):
 
 
 def _pass_paths(renderers) -> list[str]:
-    """The distinct aggregate paths the generic ``renderers`` ({template, options}) read."""
+    """The distinct aggregate paths the generic and customer ``renderers`` ({template, options}) read."""
     paths: dict[str, None] = {}
     for r in renderers:
         if r["template"] in GENERICS:
             paths.update(dict.fromkeys(_generic_paths(r["template"], r.get("options"))))
+        elif r["template"] in CUSTOMER_EXPORTS:
+            paths.update(dict.fromkeys(export_inputs(r["template"])))
     return list(paths)
 
 
 def pass_columns(renderers, *, prices_as_read: bool = False) -> list:
     """The columns GeneratePass reads for ``renderers`` ({template, options}): the offer_spec
     inputs when a built-in offer template is among them (``offer_columns``), and one column
-    ``_fg_path:<path>`` per distinct path the generic ones read."""
+    ``_fg_path:<path>`` per distinct path the generic and customer ones read."""
     channels = any(r["template"] in FLAVOURS for r in renderers)
     return [*(offer_columns(prices_as_read=prices_as_read) if channels else []),
             *map(_path_column, _pass_paths(renderers))]
@@ -329,6 +356,9 @@ def render_column(name: str, options: dict | None = None, *, payload: bool = Tru
     from pyspark.sql import SparkSession
     from pyspark.sql import functions as F
 
+    if name in CUSTOMER_EXPORTS:
+        return F.call_function(CUSTOMER_FUNCTION, F.lit(customer_json(name)), F.lit(payload),
+                               F.struct(*[F.col(f"`{c}`") for c in export_inputs(name)]))
     if name in GENERICS:
         paths = _generic_paths(name, options)
         return F.call_function(GENERIC_FUNCTION, F.lit(generic_json(name, paths[1:])),
@@ -344,7 +374,8 @@ def generate_pass(spark, df, plan: dict, columnar=None) -> tuple:
 
     ``plan`` has run_root, part_max, sample_keys, targets (folder, fmt, events, renderer),
     def_targets, renderers (template name, its render options, payload), matches (whether
-    ``df`` has _matches) and lookups; see GeneratePass.java. ``df`` holds ``pass_columns`` of
+    ``df`` has _matches), lookups, and for the customer pass membership and definition_ids
+    (``member`` rows); see GeneratePass.java. ``df`` holds ``pass_columns`` of
     the renderers. ``columnar``, the same inputs selected straight from the aggregate (no
     _matches), is read from the file scan's column batches when its plan is a plain vectorized
     scan; else ``df`` is read row by row.
@@ -359,6 +390,8 @@ def generate_pass(spark, df, plan: dict, columnar=None) -> tuple:
         name = r["template"]
         if name in GENERICS:
             return {"generic": generic_json(name, _generic_paths(name, r.get("options"))[1:]), "payload": r["payload"]}
+        if name in CUSTOMER_EXPORTS:
+            return {"customer": customer_json(name), "payload": r["payload"]}
         return {"program": _program(name), "flavour": flavour_json(FLAVOURS[name]), "payload": r["payload"]}
 
     plan = {**plan, "matches_name": MATCHES, "time_zone": _time_zone(spark),

@@ -39,6 +39,8 @@ import jinja2
 from feedgen.core.errors import BadInput
 from feedgen.core.paths import TEMPLATES_DIR
 from feedgen.generator import audience as A
+from feedgen.generator.customer_spec import COUNTRY_INPUT
+from feedgen.generator.customer_spec import EXPORTS as CUSTOMER_EXPORTS
 from feedgen.generator.offer_spec import (
     CHANNELS,
     GENERICS,
@@ -433,49 +435,47 @@ def _offer_prepare(flavour: str) -> Callable[[Mapping, Mapping, list, list], dic
 # customers
 
 
-def _prepare_ids(item: Mapping, options: Mapping, errors: list, warnings: list) -> dict:
-    customer_id = item.get("customer_id")
-    if customer_id is None or str(customer_id) == "":
-        errors.append("missing_id")
-    return {"customer_id": None if customer_id is None else str(customer_id)}
-
-
 def _hashed(value: str | None) -> str | None:
     return A.sha256_hex(value) if value else None
 
 
-def _audience_identity(item: Mapping, warnings: list, email_rule, phone_rule) -> tuple:
-    email, phone = item.get("email"), item.get("phone")
-    norm_email = email_rule(email)
-    if email and norm_email is None:
-        warnings.append("bad_email")
-    norm_phone = phone_rule(phone, item.get("country"))
-    if phone and norm_phone is None:
-        warnings.append("bad_phone")
-    return norm_email, norm_phone
+def _zip(value: Any, country: Any = None) -> str | None:
+    # Google takes the zip in clear, on one line and trimmed
+    return text_clean(str(value)).strip() or None if value else None
 
 
-def _prepare_google_cm(item: Mapping, options: Mapping, errors: list, warnings: list) -> dict:
-    email, phone = _audience_identity(item, warnings, A.google_email, A.e164_phone)
-    first, last = A.google_name(item.get("first_name")), A.google_name(item.get("last_name"))
-    country = A.normalize_country(item.get("country"))
-    zip_code = text_clean(str(item["zip"])).strip() or None if item.get("zip") else None
-    if not (email or phone or (first and last and country and zip_code)):
-        errors.append("no_identifier")
-    return {"Email": _hashed(email), "Phone": _hashed(phone), "First Name": _hashed(first),
-            "Last Name": _hashed(last), "Country": country, "Zip": zip_code}
+# the rules of customer_spec.RULES (RenderCustomer.java implements the same)
+_CUSTOMER_RULES: dict[str, Callable[[Any, Any], str | None]] = {
+    "id": lambda v, c: None if v is None else str(v),
+    "google_email": lambda v, c: A.google_email(v), "meta_email": lambda v, c: A.meta_email(v),
+    "e164_phone": A.e164_phone, "meta_phone": A.meta_phone,
+    "google_name": lambda v, c: A.google_name(v), "meta_name": lambda v, c: A.meta_name(v),
+    "normalize_country": lambda v, c: A.normalize_country(v), "meta_country": lambda v, c: A.meta_country(v),
+    "zip": _zip, "meta_zip": A.meta_zip,
+}
 
 
-def _prepare_meta_ca(item: Mapping, options: Mapping, errors: list, warnings: list) -> dict:
-    email, phone = _audience_identity(item, warnings, A.meta_email, A.meta_phone)
-    country = item.get("country")
-    first, last = A.meta_name(item.get("first_name")), A.meta_name(item.get("last_name"))
-    zip_code, city = A.meta_zip(item.get("zip"), country), A.meta_city(item.get("city"))
-    if not (email or phone or (first and last and (zip_code or city))):
-        errors.append("no_identifier")
-    return {"EMAIL": _hashed(email), "PHONE": _hashed(phone), "FN": _hashed(first),
-            "LN": _hashed(last), "ZIP": _hashed(zip_code), "CT": _hashed(city),
-            "COUNTRY": _hashed(A.meta_country(country))}
+def _customer_prepare(name: str) -> Callable[[Mapping, Mapping, list, list], dict]:
+    """The prepare step of customer export ``name``, interpreting customer_spec.EXPORTS."""
+    export = CUSTOMER_EXPORTS[name]
+    columns = [(c.name, c.input, _CUSTOMER_RULES[c.rule], c.hashed, c.bad, c.missing) for c in export.columns]
+
+    def prepare(item: Mapping, options: Mapping, errors: list, warnings: list) -> dict:
+        country = item.get(COUNTRY_INPUT)
+        values: dict[str, Any] = {}
+        for column, source, rule, _, bad, missing in columns:
+            raw = item.get(source)
+            value = values[column] = rule(raw, country)
+            if bad and raw and value is None:
+                warnings.append(bad)
+            if missing and (value is None or value == ""):
+                errors.append(missing)
+        if export.error and not any(all(values[n] for n in group) for group in export.require_any):
+            errors.append(export.error)
+        return {column: _hashed(values[column]) if hashed else values[column]
+                for column, _, _, hashed, _, _ in columns}
+
+    return prepare
 
 
 # ---------------------------------------------------------------------------------------
@@ -564,11 +564,14 @@ BUILTINS: dict[str, _Builtin] = {
        for name, c in CHANNELS.items()},
     # the generic templates of offer_spec.GENERICS: their cells are _row_writer's
     **{name: _Builtin(lambda *a: {}, (g.key,), True) for name, g in GENERICS.items()},
-    "google_customer_match": _Builtin(_prepare_google_cm, ("customer_id", "email"), True,
+    # the customer exports of customer_spec.EXPORTS
+    "google_customer_match": _Builtin(_customer_prepare("google_customer_match"),
+                                      CUSTOMER_EXPORTS["google_customer_match"].required, True,
                                       _CUSTOMER_COLUMNS),
-    "meta_custom_audience": _Builtin(_prepare_meta_ca, ("customer_id", "email"), True,
+    "meta_custom_audience": _Builtin(_customer_prepare("meta_custom_audience"),
+                                     CUSTOMER_EXPORTS["meta_custom_audience"].required, True,
                                      _CUSTOMER_COLUMNS),
-    "ids_csv": _Builtin(_prepare_ids, ("customer_id",), True, ("customer_id",)),
+    "ids_csv": _Builtin(_customer_prepare("ids_csv"), CUSTOMER_EXPORTS["ids_csv"].required, True, ("customer_id",)),
 }
 
 # Largest file a partner takes (uncompressed bytes); the generator passes it to

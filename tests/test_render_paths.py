@@ -124,5 +124,7 @@ def test_every_output_that_python_renders_has_a_reason(spark):
     odd_reasons = route_targets(spark, odd, "offer", targets)
     assert [r.split(":")[0] for r in odd_reasons] == ["'google_merchant_rss'", "'meta_catalog_csv'"]
     assert all("which the JVM renderer reads" in r or "where the JVM renderer reads" in r for r in odd_reasons)
-    assert set(route_targets(spark, CUSTOMER_AGGREGATE_SCHEMA, "customer", targets)) == {
-        "customer exports render in Python: the JVM renders offer templates only"}
+    # the customer audience exports render in the JVM too (RenderCustomer.java)
+    segments, _ = plan_targets(list(definitions_from_mapping(
+        {"segments": [{"id": "all", "exports": ["meta_custom_audience", "ids_csv"]}]}, validate=False)))
+    assert route_targets(spark, CUSTOMER_AGGREGATE_SCHEMA, "customer", segments) == [None] * len(segments)

@@ -74,7 +74,11 @@ import scala.jdk.javaapi.CollectionConverters;
  * A renderer is a built-in offer template (``program`` and ``flavour``: RenderOffer) or a
  * generic one (``generic``: RenderGeneric's spec, the aggregate paths of its ``fields``). The
  * generic ones read one column per distinct path, ``_fg_path:<path>``, found by name; a row's
- * cell of a path is written once and shared by every generic renderer that selects it.
+ * cell of a path is written once and shared by every generic renderer that selects it. A
+ * customer export (``customer``: RenderCustomer's spec) reads its string inputs the same way,
+ * as ``_fg_path:<column>``. With ``membership`` (the customer pass), each row that matches a
+ * definition also gives a ``member`` row: its key and the ``definition_ids`` it matches (JSON),
+ * as render_partition's; generator/membership.py merges the rows of a key.
  *
  * A target with renderer -1 is rendered by the Python pass of the same run: no definition
  * of this plan routes to it, and it gets no stat row here.
@@ -104,6 +108,9 @@ public final class GeneratePass implements FlatMapFunction<Iterator<InternalRow>
     final RenderOffer.Flavour[] flavours;
     final RenderGeneric.Spec[] generics;   // null for a built-in offer template
     final int[][] genericSlots;            // per generic renderer: its key and fields as indices into paths
+    final RenderCustomer.Spec[] customers; // a customer export (RenderCustomer), else null
+    final int[][] customerSlots;           // per customer export: its inputs as indices into paths
+    final String[] definitionIds;          // with membership: a ``member`` row per customer that matches
     final String[] paths;                  // every path a generic renderer reads, once
     final DataType[] pathTypes;
     final int pathBase;                    // the slot of paths[0]
@@ -158,6 +165,8 @@ public final class GeneratePass implements FlatMapFunction<Iterator<InternalRow>
         flavours = new RenderOffer.Flavour[renderers.size()];
         generics = new RenderGeneric.Spec[renderers.size()];
         genericSlots = new int[renderers.size()][];
+        customers = new RenderCustomer.Spec[renderers.size()];
+        customerSlots = new int[renderers.size()][];
         payload = new boolean[renderers.size()];
         RenderOffer.Flavour first = null;
         Map<String, Integer> pathIndex = new LinkedHashMap<>();
@@ -170,6 +179,15 @@ public final class GeneratePass implements FlatMapFunction<Iterator<InternalRow>
                 genericSlots[r] = new int[read.size()];
                 for (int k = 0; k < read.size(); k++) {
                     genericSlots[r][k] = pathIndex.computeIfAbsent(read.get(k), x -> pathIndex.size());
+                }
+                continue;
+            }
+            if (renderer.has("customer")) {
+                customers[r] = new RenderCustomer.Spec(renderer.get("customer").asText());
+                String[] read = customers[r].inputs;
+                customerSlots[r] = new int[read.length];
+                for (int k = 0; k < read.length; k++) {
+                    customerSlots[r][k] = pathIndex.computeIfAbsent(read[k], x -> pathIndex.size());
                 }
                 continue;
             }
@@ -187,6 +205,15 @@ public final class GeneratePass implements FlatMapFunction<Iterator<InternalRow>
         paths = pathIndex.keySet().toArray(new String[0]);
         pathTypes = new DataType[paths.length];
         timeZone = plan.path("time_zone").asText("UTC");
+        if (plan.path("membership").asBoolean(false)) {
+            JsonNode ids = plan.get("definition_ids");
+            definitionIds = new String[ids.size()];
+            for (int d = 0; d < definitionIds.length; d++) {
+                definitionIds[d] = ids.get(d).asText();
+            }
+        } else {
+            definitionIds = null;
+        }
         matchesName = plan.get("matches").asBoolean() ? plan.get("matches_name").asText() : null;
         JsonNode tables = plan.get("lookups");
         pathBase = 1 + inputs.length + tables.size();
@@ -557,6 +584,8 @@ public final class GeneratePass implements FlatMapFunction<Iterator<InternalRow>
         final Deflater deflater = new Deflater(6, true);
         final MessageDigest sha;
         boolean done;
+        // with membership: the ids of the definitions the current row matches, as a JSON list
+        final StringBuilder members = new StringBuilder();
         String key;   // of the current row, made when needed
         Object[] values;   // the inputs of the current row, read when first rendered
         InternalRow current;
@@ -613,6 +642,7 @@ public final class GeneratePass implements FlatMapFunction<Iterator<InternalRow>
             current = row;
             cells.next();
             Arrays.fill(results, null);
+            members.setLength(0);
             if (matchesColumn >= 0) {
                 route(row, row.getArray(matchesColumn).toIntArray());
             }
@@ -630,17 +660,37 @@ public final class GeneratePass implements FlatMapFunction<Iterator<InternalRow>
                     route(row, found);
                 }
             }
+            if (members.length() > 0) {
+                pending.add(RowFactory.create("member", -1, key(row), null, members.append(']').toString(), null));
+            }
+        }
+
+        /** The customer export ``r``'s inputs of the current row. */
+        String[] customerInputs(int r) {
+            int[] slots = customerSlots[r];
+            String[] in = new String[slots.length];
+            for (int k = 0; k < in.length; k++) {
+                Object v = cells.value(slots[k]);
+                in[k] = v == null ? null : v.toString();
+            }
+            return in;
         }
 
         /** Render ``row`` for, and append it to, the targets of definitions ``matches``. */
         void route(InternalRow row, int[] matches) {
             for (int m : matches) {
+                if (definitionIds != null) {
+                    members.append(members.length() == 0 ? '[' : ',');
+                    RenderOffer.jsonString(members, definitionIds[m]);
+                }
                 for (int t : defTargets[m]) {
                     int r = rendererOf[t];
                     RenderOffer.Result result = results[r];
                     if (result == null) {
                         if (generics[r] != null) {
                             result = results[r] = RenderGeneric.render(generics[r], genericSlots[r], cells, payload[r]);
+                        } else if (customers[r] != null) {
+                            result = results[r] = RenderCustomer.render(customers[r], customerInputs(r), payload[r]);
                         } else {
                             if (values == null) {
                                 values = inputs(row);
