@@ -9,6 +9,11 @@ snapshot of the run the definition's ``current`` pointer names and writes, in on
   event_id) plus ``_delta.json`` (counts, samples, destinations, base run) that
   ``feedgen emit`` reads without Spark.
 
+:func:`diff_definitions` does the same for every definition of a run at once: one join of
+all their items with all their published snapshots, one partitioned write of the snapshots
+and one of the events, each definition's folder then renamed into place; its Spark jobs do
+not grow with the number of definitions. :func:`snapshot_and_diff` is its batch of one.
+
 Ops: only in X → ``add`` (``join`` for segments); only in Y → ``remove`` (``leave``);
 different hash → ``update`` with the changed payload fields; same hash but last sent
 ``refresh_after`` or longer before ``as_of`` → ``refresh``. ``last_sent`` becomes the run's
@@ -17,21 +22,26 @@ different hash → ``update`` with the changed payload fields; same hash but las
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
+import shutil
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 from feedgen.core.errors import BadInput, FeedgenError
-from feedgen.core.runs import format_ts, parse_as_of, run_dir
+from feedgen.core.runs import crash_point, format_ts, parse_as_of, run_dir
 
 DEFAULT_REFRESH_AFTER = timedelta(days=28)
 DELTA_MARKER = "_delta.json"
 SAMPLE_SIZE = 5
 EVENT_OPS = ("add", "update", "remove", "refresh", "join", "leave")
-_SEGMENT_OPS = {"add": "join", "remove": "leave"}
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
@@ -94,28 +104,46 @@ def list_deltas(root: str | Path, run_id: str) -> list[dict[str, Any]]:
     return out
 
 
+_SNAPSHOT_SCHEMA = "key string, hash string, payload string, last_sent timestamp"
+_DIFF_STAGING = "_diff"
+
+
+@dataclass(frozen=True)
+class DiffTarget:
+    """One definition of a diff: what its events say and the published run it is diffed against.
+
+    ``base_run_id`` is the run the definition's ``current`` pointer names (None for the first
+    run: all adds); ``events=False`` keeps the snapshot and the counts for the gates but sends
+    nothing.
+    """
+
+    definition_id: str
+    kind: str = "feed"
+    entity: str = "offer"
+    destinations: tuple[str, ...] | list[str] = ()
+    events: bool = True
+    base_run_id: str | None = None
+    refresh_after: Any = None
+
+
+def _add_remove(kind: str) -> tuple[str, str]:
+    return ("join", "leave") if kind == "segment" else ("add", "remove")
+
+
 def _empty_snapshot(spark):
-    return spark.createDataFrame(
-        [], "key string, hash string, payload string, last_sent timestamp"
-    )
+    return spark.createDataFrame([], _SNAPSHOT_SCHEMA)
 
 
-def _diff_frame(x, y, *, run_id: str, definition_id: str, kind: str, as_of: datetime,
-                refresh_before: datetime):
+def _classify(j, *, run_id: str, as_of: datetime, definition_id, add_op, remove_op, refresh_before):
+    """``op``, ``changed``, ``last_sent`` and ``event_id`` of X ⟗ Y rows; the per-definition values are Columns."""
     from pyspark.sql import functions as F
 
-    x = x.select(F.col("key").cast("string").alias("key"), F.col("hash").alias("x_hash"),
-                 F.col("payload").alias("x_payload"))
-    y = y.select(F.col("key").alias("key"), F.col("hash").alias("y_hash"),
-                 F.col("payload").alias("y_payload"), F.col("last_sent").alias("y_last_sent"))
-    j = x.join(y, on="key", how="full_outer")
     in_x, in_y = F.col("x_hash").isNotNull(), F.col("y_hash").isNotNull()
-    add_op, remove_op = ("join", "leave") if kind == "segment" else ("add", "remove")
     op = (
-        F.when(in_x & ~in_y, F.lit(add_op))
-        .when(~in_x & in_y, F.lit(remove_op))
+        F.when(in_x & ~in_y, add_op)
+        .when(~in_x & in_y, remove_op)
         .when(F.col("x_hash") != F.col("y_hash"), F.lit("update"))
-        .when(F.col("y_last_sent") < F.lit(refresh_before), F.lit("refresh"))
+        .when(F.col("y_last_sent") < refresh_before, F.lit("refresh"))
         .otherwise(F.lit("same"))
     )
     # JSON fields as text: Spark keeps a nested value's raw JSON when the target is a string
@@ -135,8 +163,54 @@ def _diff_frame(x, y, *, run_id: str, definition_id: str, kind: str, as_of: date
         .withColumn("last_sent", F.when(F.col("op") == "same", F.col("y_last_sent"))
                     .when(in_x, as_of_lit))
         .withColumn("event_id", F.substring(F.sha2(F.concat_ws(
-            "|", F.lit(run_id), F.lit(definition_id), F.col("key"), F.col("op")), 256), 1, 32))
+            "|", F.lit(run_id), definition_id, F.col("key"), F.col("op")), 256), 1, 32))
     )
+
+
+def _x_columns(x, *by):
+    from pyspark.sql import functions as F
+
+    return x.select(*by, F.col("key").cast("string").alias("key"), F.col("hash").alias("x_hash"),
+                    F.col("payload").alias("x_payload"))
+
+
+def _y_columns(y, *by):
+    from pyspark.sql import functions as F
+
+    return y.select(*by, F.col("key").alias("key"), F.col("hash").alias("y_hash"),
+                    F.col("payload").alias("y_payload"), F.col("last_sent").alias("y_last_sent"))
+
+
+def _diff_frame(x, y, *, run_id: str, definition_id: str, kind: str, as_of: datetime,
+                refresh_before: datetime):
+    from pyspark.sql import functions as F
+
+    j = _x_columns(x).join(_y_columns(y), on="key", how="full_outer")
+    add_op, remove_op = _add_remove(kind)
+    return _classify(j, run_id=run_id, as_of=as_of, definition_id=F.lit(definition_id),
+                     add_op=F.lit(add_op), remove_op=F.lit(remove_op), refresh_before=F.lit(refresh_before))
+
+
+def staged_snapshot_items(spark, staged: Mapping[str | Path, Mapping[int, str]]):
+    """The (definition_id, key, hash, payload) rows of many targets, read from the generator's staging.
+
+    ``staged`` maps a staging Parquet folder (``runs/<run_id>/_generate/<entity>``) to
+    {target index: definition id}; each folder is read once, whatever the number of targets.
+    """
+    from pyspark.sql import functions as F
+
+    frames = []
+    for folder, targets in staged.items():
+        if not targets:
+            continue
+        ids = spark.createDataFrame(sorted(targets.items()), "target int, definition_id string")
+        rows = (spark.read.schema("kind string, target int, key string, hash string, payload string")
+                .parquet(str(folder))
+                .where((F.col("kind") == "snap") & F.col("target").isin(sorted(targets))))
+        frames.append(rows.join(F.broadcast(ids), "target").select("definition_id", "key", "hash", "payload"))
+    if not frames:
+        return spark.createDataFrame([], "definition_id string, key string, hash string, payload string")
+    return functools.reduce(lambda a, b: a.unionByName(b), frames)
 
 
 def snapshot_and_diff(
@@ -160,63 +234,173 @@ def snapshot_and_diff(
     the definition's ``current`` pointer names (None for the first run: all adds). Returns
     the summary also written to ``_delta.json``: counts per op, sample keys per op,
     ``items``, ``base_items``, ``base_run_id``, ``destinations``. ``events=False`` keeps
-    the snapshot and the counts for the gates but sends nothing.
+    the snapshot and the counts for the gates but sends nothing. The batch of one of
+    :func:`diff_definitions`.
     """
-    from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
-    as_of_dt = parse_as_of(as_of) if isinstance(as_of, str) else as_of
-    window = parse_refresh_after(refresh_after, f"definition {definition_id!r} refresh_after")
-    root = Path(root)
-    missing = {"key", "hash", "payload"} - set(items.columns)
+    _check_items(items, definition_id, {"key", "hash", "payload"})
+    target = DiffTarget(definition_id, kind=kind, entity=entity, destinations=list(destinations or []),
+                        events=events, base_run_id=base_run_id, refresh_after=refresh_after)
+    items = items.select(F.lit(definition_id).alias("definition_id"), "key", "hash", "payload")
+    return diff_definitions(spark, root, run_id, items, [target], as_of=as_of)[definition_id]
+
+
+def _check_items(items, where: str, needed: set[str]) -> None:
+    missing = needed - set(items.columns)
     if missing:
-        raise FeedgenError(f"definition {definition_id!r}: snapshot input lacks column(s) "
+        raise FeedgenError(f"definition {where!r}: snapshot input lacks column(s) "
                            f"{', '.join(sorted(missing))}; the generator must give key, hash, payload")
-    if base_run_id == run_id:
-        raise FeedgenError(f"run {run_id}: definition {definition_id!r} is already published by this "
-                           "run; start a new run instead of regenerating a published one")
-    y = _empty_snapshot(spark)
-    if base_run_id:
-        y_dir = snapshot_dir(root, base_run_id, definition_id)
+
+
+def _base_snapshots(spark, root: Path, run_id: str, targets: Sequence[DiffTarget]):
+    """Snapshot Y of every target with a base run, in one read: (definition_id, key, hash, payload, last_sent)."""
+    from pyspark.sql import functions as F
+
+    folders = []
+    for t in targets:
+        if t.base_run_id == run_id:
+            raise FeedgenError(f"run {run_id}: definition {t.definition_id!r} is already published by this "
+                               "run; start a new run instead of regenerating a published one")
+        if not t.base_run_id:
+            continue
+        y_dir = snapshot_dir(root, t.base_run_id, t.definition_id)
         if not _has_parquet(y_dir):
             raise FeedgenError(
-                f"{y_dir}: snapshot of the published run {base_run_id} for definition "
-                f"{definition_id!r} is missing; republish it with `feedgen publish {base_run_id}` "
+                f"{y_dir}: snapshot of the published run {t.base_run_id} for definition "
+                f"{t.definition_id!r} is missing; republish it with `feedgen publish {t.base_run_id}` "
                 "or remove its current pointer to start over with all adds")
-        y = spark.read.parquet(str(y_dir))
-    joined = _diff_frame(items, y, run_id=run_id, definition_id=definition_id, kind=kind,
-                         as_of=as_of_dt, refresh_before=as_of_dt - window)
-    joined = joined.persist(StorageLevel.MEMORY_AND_DISK)
+        folders.append(str(y_dir))
+    if not folders:
+        return _empty_snapshot(spark).select(F.lit(None).cast("string").alias("definition_id"), "*")
+    # one scan of every folder (a union of one scan per definition costs seconds per hundred to
+    # plan); a row's definition is its file's folder name, URI-escaped in the file's path
+    y = spark.read.schema(_SNAPSHOT_SCHEMA).parquet(*folders)
+    folder = F.regexp_extract(F.col("_metadata.file_path"), r"([^/]+)/[^/]+$", 1)
+    return y.select(F.url_decode(F.replace(folder, F.lit("+"), F.lit("%2B"))).alias("definition_id"),
+                    "key", "hash", "payload", "last_sent")
+
+
+def diff_definitions(spark, root: str | Path, run_id: str, items, targets: Sequence[DiffTarget], *,
+                     as_of: datetime | str) -> dict[str, dict[str, Any]]:
+    """:func:`snapshot_and_diff` of many definitions at once, in a number of Spark jobs that does not
+    grow with theirs; returns {definition id: summary}.
+
+    ``items`` has ``definition_id``, ``key``, ``hash`` and ``payload`` (e.g.
+    :func:`staged_snapshot_items`); rows of a definition not in ``targets`` are ignored. Snapshot
+    X and the events are each written once, partitioned by definition, into
+    ``runs/<run_id>/_diff/`` and then moved (renamed) to each definition's folders. Rerunning
+    it after a crash gives the same snapshots, events and event ids.
+    """
+    from pyspark import StorageLevel
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    if not targets:
+        return {}
+    as_of_dt = parse_as_of(as_of) if isinstance(as_of, str) else as_of
+    root = Path(root)
+    _check_items(items, ", ".join(t.definition_id for t in targets), {"definition_id", "key", "hash", "payload"})
+    by_id = {t.definition_id: t for t in targets}
+    if len(by_id) != len(targets):
+        raise FeedgenError(f"run {run_id}: a definition is diffed twice in one batch; give each once")
+    windows = {t.definition_id: parse_refresh_after(t.refresh_after, f"definition {t.definition_id!r} refresh_after")
+               for t in targets}
+    y = _base_snapshots(spark, root, run_id, targets)
+    params = spark.createDataFrame(
+        [(t.definition_id, *_add_remove(t.kind),
+          as_of_dt - windows[t.definition_id], bool(t.base_run_id)) for t in targets],
+        "definition_id string, _add string, _remove string, _refresh_before timestamp, _sampled boolean")
+    x = items.where(F.col("definition_id").isin(sorted(by_id)))
+    j = (_x_columns(x, "definition_id").join(_y_columns(y, "definition_id"), on=["definition_id", "key"],
+                                             how="full_outer")
+         .join(F.broadcast(params), "definition_id"))
+    joined = _classify(j, run_id=run_id, as_of=as_of_dt, definition_id=F.col("definition_id"),
+                       add_op=F.col("_add"), remove_op=F.col("_remove"),
+                       refresh_before=F.col("_refresh_before")).persist(StorageLevel.MEMORY_AND_DISK)
+    staging = run_dir(root, run_id) / _DIFF_STAGING
+    shutil.rmtree(staging, ignore_errors=True)
     try:
-        x_dir = snapshot_dir(root, run_id, definition_id)
-        (joined.filter(F.col("x_hash").isNotNull())
-         .select("key", F.col("x_hash").alias("hash"), F.col("x_payload").alias("payload"),
-                 "last_sent")
-         .write.mode("overwrite").parquet(str(x_dir)))
-        d_dir = delta_dir(root, run_id, definition_id)
-        (joined.filter(F.col("op") != "same")
-         .select("key", "op", "changed", F.col("x_payload").alias("payload"), "event_id")
-         .write.mode("overwrite").parquet(str(d_dir)))
-        counts = {r["op"]: r["n"] for r in joined.groupBy("op").agg(F.count("*").alias("n")).collect()}
-        samples = {}
-        for op_name, n in sorted(counts.items()):
-            # samples serve the gate report, and a first run has no gate
-            if base_run_id and op_name != "same" and n:
-                rows = joined.filter(F.col("op") == op_name).select("key").limit(SAMPLE_SIZE).collect()
-                samples[op_name] = sorted(r["key"] for r in rows)
+        snapshot = joined.where(F.col("x_hash").isNotNull()).select(
+            "definition_id", "key", F.col("x_hash").alias("hash"), F.col("x_payload").alias("payload"), "last_sent")
+        delta = joined.where(F.col("op") != "same").select(
+            "definition_id", "key", "op", "changed", F.col("x_payload").alias("payload"), "event_id")
+        written = {}
+        for name, frame in (("snapshots", snapshot), ("deltas", delta)):
+            # rebalance: a few files per definition, not one per definition and join partition
+            # (AQE packs small definitions into one task and splits a large one)
+            (frame.hint("rebalance", "definition_id")
+             .write.partitionBy("definition_id").mode("overwrite").parquet(str(staging / name)))
+            written[name] = _partition_folders(staging / name)
+            if set(by_id) - set(written[name]):
+                # a definition without rows gets what Spark writes for an empty frame: one
+                # part file with the schema
+                frame.drop("definition_id").where(F.lit(False)).write.parquet(str(staging / f"{name}-empty"))
+        counts: dict[str, dict[str, int]] = defaultdict(dict)
+        for r in joined.groupBy("definition_id", "op").agg(F.count("*").alias("n")).collect():
+            counts[r["definition_id"]][r["op"]] = r["n"]
+        samples: dict[str, dict[str, list[str]]] = defaultdict(dict)
+        if any(t.base_run_id for t in targets):
+            # samples serve the gate report, and a first run has no gate: the first keys per op
+            first = Window.partitionBy("definition_id", "op").orderBy("key")
+            rows = (joined.where(F.col("_sampled") & (F.col("op") != "same"))
+                    .select("definition_id", "op", "key", F.row_number().over(first).alias("_n"))
+                    .where(F.col("_n") <= SAMPLE_SIZE).collect())
+            for r in rows:
+                samples[r["definition_id"]].setdefault(r["op"], []).append(r["key"])
     finally:
         joined.unpersist()
+    out = {}
+    for t in targets:
+        def_id = t.definition_id
+        for name, dest in (("snapshots", snapshot_dir(root, run_id, def_id)),
+                           ("deltas", delta_dir(root, run_id, def_id))):
+            _move_into_place(staging / name, written[name].get(def_id), staging / f"{name}-empty", dest)
+        summary = _summary(t, run_id=run_id, as_of=as_of_dt, window=windows[def_id], counts=counts[def_id],
+                           samples={op: sorted(keys) for op, keys in sorted(samples[def_id].items())})
+        marker = delta_dir(root, run_id, def_id) / DELTA_MARKER
+        tmp = marker.with_name(f".{DELTA_MARKER}.tmp")
+        tmp.write_text(json.dumps(summary, indent=2, sort_keys=True), encoding="utf-8")
+        tmp.replace(marker)
+        out[def_id] = summary
+        crash_point("generate:diff-moved")
+    shutil.rmtree(staging, ignore_errors=True)
+    return out
+
+
+def _partition_folders(folder: Path) -> dict[str, Path]:
+    """{definition id: folder} of a write partitioned by ``definition_id`` (Spark escapes a value with %XX)."""
+    prefix = "definition_id="
+    return {unquote(p.name[len(prefix):]): p for p in folder.iterdir()
+            if p.is_dir() and p.name.startswith(prefix)}
+
+
+def _move_into_place(written: Path, part: Path | None, empty: Path, dest: Path) -> None:
+    """``part`` (or a copy of the empty write) becomes ``dest``, with the ``_SUCCESS`` of the write."""
+    shutil.rmtree(dest, ignore_errors=True)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if part is None:
+        shutil.copytree(empty, dest)
+        return
+    part.rename(dest)
+    for name in ("_SUCCESS", "._SUCCESS.crc"):
+        if (written / name).is_file():
+            shutil.copyfile(written / name, dest / name)
+
+
+def _summary(t: DiffTarget, *, run_id: str, as_of: datetime, window: timedelta, counts: dict[str, int],
+             samples: dict[str, list[str]]) -> dict[str, Any]:
     ops = {op_name: counts[op_name] for op_name in EVENT_OPS if op_name in counts}
     kept = counts.get("update", 0) + counts.get("refresh", 0) + counts.get("same", 0)
-    summary = {
-        "definition_id": definition_id,
-        "kind": kind,
-        "entity": entity,
+    return {
+        "definition_id": t.definition_id,
+        "kind": t.kind,
+        "entity": t.entity,
         "run_id": run_id,
-        "as_of": format_ts(as_of_dt),
-        "base_run_id": base_run_id,
-        "destinations": list(destinations or []),
-        "send_events": bool(events),
+        "as_of": format_ts(as_of),
+        "base_run_id": t.base_run_id,
+        "destinations": list(t.destinations or []),
+        "send_events": bool(t.events),
         "items": kept + counts.get("add", 0) + counts.get("join", 0),
         "base_items": kept + counts.get("remove", 0) + counts.get("leave", 0),
         "unchanged": counts.get("same", 0),
@@ -225,11 +409,6 @@ def snapshot_and_diff(
         "samples": samples,
         "refresh_after_seconds": int(window.total_seconds()),
     }
-    marker = d_dir / DELTA_MARKER
-    tmp = marker.with_name(f".{DELTA_MARKER}.tmp")
-    tmp.write_text(json.dumps(summary, indent=2, sort_keys=True), encoding="utf-8")
-    tmp.replace(marker)
-    return summary
 
 
 def iter_delta_events(root: str | Path, run_id: str, definition_id: str,
@@ -278,7 +457,7 @@ def read_snapshot_rows(root: str | Path, run_id: str, definition_id: str) -> dic
 
 
 __all__ = [
-    "DEFAULT_REFRESH_AFTER", "delta_dir", "event_id", "iter_delta_events", "list_deltas",
-    "parse_refresh_after", "read_delta_marker", "refresh_window", "read_snapshot_rows", "snapshot_and_diff",
-    "snapshot_dir",
+    "DEFAULT_REFRESH_AFTER", "DiffTarget", "delta_dir", "diff_definitions", "event_id", "iter_delta_events",
+    "list_deltas", "parse_refresh_after", "read_delta_marker", "read_snapshot_rows", "refresh_window",
+    "snapshot_and_diff", "snapshot_dir", "staged_snapshot_items",
 ]

@@ -35,10 +35,10 @@ from feedgen.core.runs import (
 )
 from feedgen.core.serving import current_run_id, serving_store
 from feedgen.generator.gates import check_run
-from feedgen.generator.generate import generate_entity, snapshot_items
+from feedgen.generator.generate import STAGING, generate_entity
 from feedgen.generator.membership import build_membership_index
 from feedgen.generator.render import TEMPLATE_FAILURES
-from feedgen.generator.snapshots import snapshot_and_diff
+from feedgen.generator.snapshots import DiffTarget, diff_definitions, staged_snapshot_items
 from feedgen.jobs import alerts
 from feedgen.jobs.emit import emit_run
 from feedgen.jobs.pinning import (
@@ -159,19 +159,7 @@ def generate_stage(spark, config: Config, record: dict[str, Any], definitions_di
                 spark, root, run_id, mine, as_of=record["as_of"], customers_df=df)
         crash_point("generate:after-parts")
     record["aggregates"] = used
-    by_id = {d.id: d for d in definitions}
-    store = serving_store(config)
-    for def_id, s in sorted(stats.items()):
-        if not s.get("events"):
-            continue
-        say(f"diff {def_id}")
-        d = by_id[def_id]
-        items = snapshot_items(spark, root, run_id, s["entity"], s["target"])
-        s["delta"] = snapshot_and_diff(
-            spark, root, run_id, def_id, items, as_of=as_of, kind=d.kind, entity=d.entity,
-            destinations=s.get("destinations"), base_run_id=current_run_id(config, def_id, store),
-            refresh_after=d.refresh_after or config.get("gates.refresh_after"))
-        crash_point("generate:after-diff")
+    _diff_stage(spark, config, run_id, as_of, definitions, stats, say)
     record["definitions"] = stats
     _template_warnings(record, stats)
     seconds = round(time.monotonic() - t0, 3)
@@ -186,6 +174,30 @@ def generate_stage(spark, config: Config, record: dict[str, Any], definitions_di
         gate_stage(config, record, definitions)
     write_run(root, record)
     return record
+
+
+def _diff_stage(spark, config: Config, run_id: str, as_of: datetime, definitions: list[Any],
+                stats: dict[str, Any], say: Callable[[str], None]) -> None:
+    """Snapshot and diff every definition with event delivery, all in one batch (``stats[id]["delta"]``)."""
+    wanted = sorted(def_id for def_id, s in stats.items() if s.get("events"))
+    if not wanted:
+        return
+    say(f"diff {len(wanted)} definitions")
+    root = config.root
+    by_id = {d.id: d for d in definitions}
+    store = serving_store(config)
+    staged: dict[Path, dict[int, str]] = {}
+    for def_id in wanted:
+        staged.setdefault(run_dir(root, run_id) / STAGING / stats[def_id]["entity"], {})[stats[def_id]["target"]] = def_id
+    targets = [DiffTarget(def_id, kind=by_id[def_id].kind, entity=by_id[def_id].entity,
+                          destinations=list(stats[def_id].get("destinations") or []),
+                          base_run_id=current_run_id(config, def_id, store),
+                          refresh_after=by_id[def_id].refresh_after or config.get("gates.refresh_after"))
+               for def_id in wanted]
+    deltas = diff_definitions(spark, root, run_id, staged_snapshot_items(spark, staged), targets, as_of=as_of)
+    for def_id, summary in deltas.items():
+        stats[def_id]["delta"] = summary
+    crash_point("generate:after-diff")
 
 
 def _template_warnings(record: dict[str, Any], stats: dict[str, Any]) -> None:
