@@ -293,26 +293,26 @@ class PreviewEngine:
             return rows
         return self._picked(d, rows, df, tag)
 
-    def _picked(self, d: Definition, rows, df, tag: str, held: list | None = None, value=None):
+    def _picked(self, d: Definition, rows, df, tag: str, held: list | None = None, carry: Sequence = ()):
         """``rows`` (``d``'s candidates in aggregate ``tag``) less those ``pick_one_per`` leaves out.
 
         The run's rule (generator.generate.apply_pick_one_per) for one definition: per pick
         key, the first row by ``order_by`` among those the template renders, else the first.
         Ranked on the candidates' key, pick and order columns only, and the winners' keys
-        are held (appended to ``held``, with the Column ``value`` as ``_value`` when given)
-        for the sections that read them again.
+        are held (appended to ``held``, with the named Columns ``carry``) for the sections
+        that read them again.
         """
         from pyspark.sql import Window
 
         key = ENTITY_KEYS[d.entity]
         pick_key, ordered, orders = pick_columns(d.pick_one_per, d.order_by, key)
         refused = self._refused(d, df, tag)
-        carried = [value.alias("_value")] if value is not None else []
-        narrow = (rows.select(F.col(quote(key)).alias("_k"), pick_key.alias("_pk"), *ordered, *carried)
-                  .join(F.broadcast(refused), F.col("_k").cast("string") == F.col("_refused"), "left"))
+        narrow = rows.select(F.col(quote(key)).alias("_k"), pick_key.alias("_pk"), *ordered, *carry)
+        carried = narrow.columns[2 + len(ordered):]
+        narrow = narrow.join(F.broadcast(refused), F.col("_k").cast("string") == F.col("_refused"), "left")
         ranked = narrow.withColumn("_rn", F.row_number().over(
             Window.partitionBy("_pk").orderBy(F.col("_refused").isNull().desc(), *orders, "_k")))
-        winners = ranked.where("_rn = 1").select(F.col("_k").alias("_picked"), *([F.col("_value")] if carried else []))
+        winners = ranked.where("_rn = 1").select(F.col("_k").alias("_picked"), *carried)
         if held is not None:
             winners = winners.cache()
             held.append(winners)
@@ -349,7 +349,7 @@ class PreviewEngine:
         return refused
 
     def _held_members(self, d: Definition, agg: Aggregate, segments: Mapping[str, Definition],
-                      value=None):
+                      carry: Sequence = ()):
         """``d``'s rows for the sections of one preview, and the frame held for them (None: none).
 
         With ``pick_one_per`` the members need a shuffle (the window per pick key), so the
@@ -360,7 +360,7 @@ class PreviewEngine:
         if not d.pick_one_per:
             return rows, None
         held: list = []
-        members = self._picked(d, rows, agg.df, agg.run_id, held, value)
+        members = self._picked(d, rows, agg.df, agg.run_id, held, carry)
         return members, held[0]
 
     def _template(self, d: Definition) -> str:
@@ -409,10 +409,13 @@ class PreviewEngine:
             return value
 
         wants_change = bool(base) and ("change" in sections or "gates" in sections)
-        # the change groups by a field: with a pick, its value rides along with the held keys
+        # with a pick, what the change and the gates read rides along with the held keys:
+        # the change field's value and the required fields' blank flags
         change_field = self._change_field(d, agg, change_field) if wants_change else change_field
-        members, held = self._held_members(d, agg, segments,
-                                           field_column(change_field).cast("string") if wants_change else None)
+        carry = [field_column(change_field).cast("string").alias("_value")] if wants_change else []
+        if "gates" in sections:
+            carry += [flag.alias(f"_m{n}") for n, (_, flag) in enumerate(self._blank_flags(d, agg.df.schema))]
+        members, held = self._held_members(d, agg, segments, carry)
         rendered = None
         try:
             # the samples (a short job and Python rendering) overlap the count (a full scan)
@@ -434,7 +437,8 @@ class PreviewEngine:
                 if "change" in sections:
                     out["change"] = change
             if "gates" in sections:
-                out["gates"] = timed("gates", lambda: self._gates(d, base, agg, members, change, out.get("items")))
+                out["gates"] = timed("gates", lambda: self._gates(d, base, agg, members, change, out.get("items"),
+                                                                  held))
             if "dependents" in sections:
                 out["dependents"] = timed("dependents", lambda: self._dependents(d, agg))
             if "backtest" in sections:
@@ -702,28 +706,37 @@ class PreviewEngine:
 
     # -- gates -----------------------------------------------------------------------------
 
-    def _null_rates(self, d: Definition, members) -> dict[str, float]:
-        required = self._renderer(d).required_fields
-        if not required:
-            return {}
-        exprs = []
-        for n, path in enumerate(required):
-            column = field_column(path)
+    def _blank_flags(self, d: Definition, schema) -> list[tuple[str, Any]]:
+        """(path, 1 when blank else 0) of each field ``d``'s template requires, as the generator
+        counts them: null, or blank text; a path the aggregate lacks is missing everywhere."""
+        out = []
+        for path in self._renderer(d).required_fields:
             try:
-                dtype = resolve(members.schema, path).dtype
-            except Exception:  # noqa: BLE001 - a path the aggregate lacks is missing everywhere
-                exprs.append(F.count("*").alias(f"m{n}"))
+                dtype = resolve(schema, path).dtype
+            except Exception:  # noqa: BLE001
+                out.append((path, F.lit(1)))
                 continue
+            column = field_column(path)
             blank = column.isNull()
             if isinstance(dtype, T.StringType):
-                blank = blank | (F.trim(column) == "")  # as the generator: blank text is missing
-            exprs.append(F.sum(F.when(blank, 1).otherwise(0)).alias(f"m{n}"))
-        row = members.agg(F.count("*").alias("n"), *exprs).collect()[0]
+                blank = blank | (F.trim(column) == "")
+            out.append((path, F.when(blank, 1).otherwise(0)))
+        return out
+
+    def _null_rates(self, d: Definition, members, held=None) -> dict[str, float]:
+        flags = self._blank_flags(d, members.schema)
+        if not flags:
+            return {}
+        if held is not None and "_m0" in held.columns:  # a pick's held keys carry the flags
+            frame, exprs = held, [F.sum(f"_m{n}").alias(f"m{n}") for n in range(len(flags))]
+        else:
+            frame, exprs = members, [F.sum(flag).alias(f"m{n}") for n, (_, flag) in enumerate(flags)]
+        row = frame.agg(F.count("*").alias("n"), *exprs).collect()[0]
         total = row["n"]
-        return {path: round((row[f"m{n}"] or 0) / total, 6) if total else 0.0 for n, path in enumerate(required)}
+        return {path: round((row[f"m{n}"] or 0) / total, 6) if total else 0.0 for n, (path, _) in enumerate(flags)}
 
     def _gates(self, d: Definition, base: str | None, agg: Aggregate, members,
-               change: dict[str, Any] | None, written: int | None = None) -> dict[str, Any]:
+               change: dict[str, Any] | None, written: int | None = None, held=None) -> dict[str, Any]:
         gate_id = base or d.id
         try:
             thresholds = thresholds_for(self.config, gate_id, dict(d.gates or {}))
@@ -741,7 +754,7 @@ class PreviewEngine:
         items = change["items"] if change and change.get("available") else written
         if items is None:
             items = self.rendered(d, members).where("error is null").count()
-        stats = {"items": items, "null_rates": self._null_rates(d, members)}
+        stats = {"items": items, "null_rates": self._null_rates(d, members, held)}
         empty_input = agg.rows == 0
         metrics, breaches = evaluate_definition(gate_id, stats, delta, base_stats, thresholds, empty_input)
         return {"status": "held" if breaches else "passed", "first_run": base_stats is None,

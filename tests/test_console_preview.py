@@ -144,7 +144,7 @@ def test_a_pick_among_valid_offers_and_its_change_equal_what_a_run_does(spark, w
     # are those the pick keeps that Google renders, found without rendering them again
     google = body(FEED, where={"field": "price.amount", "gte": 0}, pick_one_per="product_id",
                   order_by=["price.amount", "-offer_id"])
-    got = preview(world, "feed", google, base="electronics", sections=["count", "change"])
+    got = preview(world, "feed", google, base="electronics", sections=["count", "change", "gates"])
     expected = truth(spark, world, "feed", google, "20261102T091000Z-check-pick", base_run=RUN_1)
     change, ops = got["change"], expected["delta"]["ops"]
     assert change["rendered"].startswith("new items only") and got["count"] == expected["stats"]["candidates"]
@@ -153,6 +153,8 @@ def test_a_pick_among_valid_offers_and_its_change_equal_what_a_run_does(spark, w
         read_snapshot_rows(world["root"], RUN_1, "electronics"))
     assert change["ops"]["add"] == len(added) > 0
     assert {s["key"] for s in change["samples"]["add"]} <= added and all(s["now"] for s in change["samples"]["add"])
+    rates = {k.removeprefix("null_rate."): v for k, v in got["gates"]["metrics"].items() if k.startswith("null_rate.")}
+    assert rates == pytest.approx(expected["stats"]["null_rates"], abs=1e-6) and rates
 
 
 def test_dependents_show_how_their_count_would_change(world):
