@@ -5,7 +5,9 @@
     .venv/bin/python benchmarks/preview.py --root /tmp/bench-preview [--repeat 7]
 
 The engine (console/preview.py) is warmed first: Spark started, both aggregates read and
-cached, one untimed preview of each kind. Then, each ``--repeat`` times, in turn:
+cached, one untimed preview of each kind (for (b), a pick_one_per feed, that includes the
+one render of the aggregate that finds the offers Google's template refuses, which the
+engine keeps per aggregate and template). Then, each ``--repeat`` times, in turn:
 
   (a) count + 20 rendered samples of a new feed, and of a new segment with a history leaf;
       the floor: a bare ``filter(compiled predicate).count()`` of the same feed on the same
@@ -76,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     offers, customers = engine.aggregate("offer"), engine.aggregate("customer")
     print(f"warm-up: Spark + both aggregates read and cached in {t_warm:.1f}s "
           f"(offers {offers.rows:,} rows of run {offers.run_id}, customers {customers.rows:,})")
-    print(f"cached in memory: {_cached_mb(engine.spark())}")
+    print(f"cached: {_cached_mb(engine.spark())}")
     key = offers.df.select("offer_id").orderBy("offer_id").first()[0]
     from feedgen.console.preview import draft_definitions
 
@@ -126,8 +128,8 @@ def _bodies(folder: str) -> list[dict]:
 
 def _cached_mb(spark) -> str:
     infos = spark.sparkContext._jsc.sc().getRDDStorageInfo()
-    parts = [f"{info.name()[:60]}: {info.memSize() / 2**20:,.0f} MB memory, {info.diskSize() / 2**20:,.0f} MB disk"
-             for info in infos]
+    parts = [f"{' '.join(info.name().split())[:60]}: {info.memSize() / 2**20:,.0f} MB memory, "
+             f"{info.diskSize() / 2**20:,.0f} MB disk" for info in infos]
     return "; ".join(parts) or "nothing"
 
 
