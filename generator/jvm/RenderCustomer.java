@@ -12,7 +12,6 @@ import java.util.Locale;
 import java.util.Map;
 import java.util.Set;
 
-import com.fasterxml.jackson.core.JsonProcessingException;
 import com.fasterxml.jackson.databind.JsonNode;
 
 import org.apache.spark.sql.Row;
@@ -49,11 +48,6 @@ public final class RenderCustomer implements UDF3<String, Boolean, Row, Row> {
     static final int ZIP = 9;
     static final int META_ZIP = 10;
 
-    static String text(JsonNode n, String key) {
-        JsonNode v = n.get(key);
-        return v == null || v.isNull() ? null : v.asText();
-    }
-
     /** customer_spec.customer_json, resolved. */
     static final class Spec implements java.io.Serializable {
         private static final long serialVersionUID = 1L;
@@ -80,14 +74,9 @@ public final class RenderCustomer implements UDF3<String, Boolean, Row, Row> {
 
         Spec(String json) {
             source = json;
-            JsonNode spec;
-            try {
-                spec = RenderOffer.JSON.readTree(json);
-            } catch (JsonProcessingException e) {
-                throw new IllegalArgumentException("the customer spec is not JSON: " + e.getOriginalMessage(), e);
-            }
-            name = text(spec, "name");
-            sep = text(spec, "sep");
+            JsonNode spec = RenderOffer.readSpec(json, "the customer spec");
+            name = RenderOffer.str(spec, "name");
+            sep = RenderOffer.str(spec, "sep");
             JsonNode in = spec.get("inputs");
             inputs = new String[in.size()];
             for (int i = 0; i < inputs.length; i++) {
@@ -104,15 +93,15 @@ public final class RenderCustomer implements UDF3<String, Boolean, Row, Row> {
             missing = new String[n];
             for (int i = 0; i < n; i++) {
                 JsonNode c = cs.get(i);
-                names[i] = text(c, "name");
+                names[i] = RenderOffer.str(c, "name");
                 sources[i] = c.get("input").asInt();
-                rules[i] = RULES.indexOf(text(c, "rule"));
+                rules[i] = RULES.indexOf(RenderOffer.str(c, "rule"));
                 if (rules[i] < 0) {
-                    throw new IllegalArgumentException("customer export '" + name + "': unknown rule " + text(c, "rule"));
+                    throw new IllegalArgumentException("customer export '" + name + "': unknown rule " + RenderOffer.str(c, "rule"));
                 }
                 hashed[i] = c.get("hashed").asBoolean();
-                bad[i] = text(c, "bad");
-                missing[i] = text(c, "missing");
+                bad[i] = RenderOffer.str(c, "bad");
+                missing[i] = RenderOffer.str(c, "missing");
             }
             JsonNode groups = spec.get("require_any");
             requireAny = new int[groups.size()][];
@@ -123,7 +112,7 @@ public final class RenderCustomer implements UDF3<String, Boolean, Row, Row> {
                     requireAny[g][k] = group.get(k).asInt();
                 }
             }
-            error = text(spec, "error");
+            error = RenderOffer.str(spec, "error");
             required = RenderOffer.ints(spec, "required");
             payload = RenderOffer.ints(spec, "payload");
             payloadKeys = new String[payload.length];

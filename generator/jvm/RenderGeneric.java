@@ -15,7 +15,6 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 
-import com.fasterxml.jackson.core.JsonProcessingException;
 import com.fasterxml.jackson.databind.JsonNode;
 
 import org.apache.spark.sql.Row;
@@ -89,12 +88,7 @@ public final class RenderGeneric implements UDF4<String, String, Boolean, Row, R
 
         Spec(String json) {
             source = json;
-            JsonNode spec;
-            try {
-                spec = RenderOffer.JSON.readTree(json);
-            } catch (JsonProcessingException e) {
-                throw new IllegalArgumentException("the generic spec is not JSON: " + e.getOriginalMessage(), e);
-            }
+            JsonNode spec = RenderOffer.readSpec(json, "the generic spec");
             name = RenderOffer.str(spec, "name");
             sep = RenderOffer.str(spec, "sep");
             csv = ",".equals(sep);

@@ -301,6 +301,15 @@ public final class RenderOffer implements UDF4<String, String, Boolean, Row, Row
         return v == null || v.isNull() ? null : v.asText();
     }
 
+    /** A spec handed over from Python as JSON; ``what`` names it in the error. */
+    static JsonNode readSpec(String json, String what) {
+        try {
+            return JSON.readTree(json);
+        } catch (JsonProcessingException e) {
+            throw new IllegalArgumentException(what + " is not JSON: " + e.getOriginalMessage(), e);
+        }
+    }
+
     static int[] ints(JsonNode n, String key) {
         JsonNode v = n.get(key);
         int[] out = new int[v == null ? 0 : v.size()];
@@ -405,12 +414,7 @@ public final class RenderOffer implements UDF4<String, String, Boolean, Row, Row
 
         Flavour(String json) {
             source = json;
-            JsonNode spec;
-            try {
-                spec = JSON.readTree(json);
-            } catch (JsonProcessingException e) {
-                throw new IllegalArgumentException("the flavour is not JSON: " + e.getOriginalMessage(), e);
-            }
+            JsonNode spec = readSpec(json, "the flavour");
             name = str(spec, "name");
             JsonNode in = spec.get("inputs");
             inputs = new String[in.size()];
