@@ -66,33 +66,48 @@ def active_campaigns(campaigns: DataFrame, as_of: datetime) -> list[dict]:
     return [r.asDict() for r in rows]
 
 
-def _scope_key(scope_type: str, value: str | None) -> str:
-    return f"{scope_type}:{value or ''}"
+def _in_scope(scope_type: str, value: str | None) -> Column | None:
+    """Whether an offer is in a campaign's scope, as plain comparisons (no per-row arrays or
+    lambdas); None when no offer can be.
+
+    An offer is in scope of ``all`` (with no scope_value), of its seller, of its own brand (not
+    the product's), and of a category that is its category path or one of the path's leading
+    levels ("Electronics" and "Electronics > Phones" for "Electronics > Phones > Cases").
+    """
+    if scope_type == "all":
+        return F.lit(True) if not value else None
+    value = value or ""
+    if scope_type == "seller":
+        return F.col("seller_id") == F.lit(value)
+    if scope_type == "brand":
+        return F.col("brand") == F.lit(value)
+    if scope_type != "category":
+        return None
+    path = F.col("category_path")
+    if not value.endswith(CATEGORY_SEP.rstrip()):
+        # a prefix of the path that a separator follows is a leading run of its levels
+        return (path == F.lit(value)) | path.startswith(F.lit(value + CATEGORY_SEP))
+    # "A >" followed by " > " overlaps the separator: compare with the levels themselves
+    levels = F.split(path, CATEGORY_SEP, -1)
+    prefixes = F.transform(F.sequence(F.lit(1), F.greatest(F.size(levels), F.lit(1))),
+                           lambda i: F.array_join(F.slice(levels, 1, i), CATEGORY_SEP))
+    return F.array_contains(prefixes, F.lit(value))
 
 
-def _campaigns_column(active: list[dict]) -> Column:
-    """Per offer, the active campaigns whose scope covers it, through a map literal: no join, no shuffle."""
+def _campaign_columns(active: list[dict]) -> tuple[Column, Column]:
+    """Per offer, the active campaigns in its scope (sorted by campaign_id) and their best
+    discount (0.0 for none), from literals: no join, no shuffle."""
     empty = F.array().cast(T.ArrayType(CAMPAIGN_STRUCT))
-    if not active:
-        return empty
-    by_key: dict[str, list[dict]] = {}
-    for row in active:
-        by_key.setdefault(_scope_key(row["scope_type"], row["scope_value"]), []).append(row)
-    entries: list[Column] = []
-    for key, rows in sorted(by_key.items()):
-        entries += [F.lit(key), F.array(*[_campaign_literal(r) for r in rows])]
-    lookup = F.create_map(*entries)
-    levels = F.split(F.col("category_path"), CATEGORY_SEP, -1)
-    prefixes = F.transform(
-        F.sequence(F.lit(1), F.greatest(F.size(levels), F.lit(1))),
-        lambda i: F.concat(F.lit("category:"), F.array_join(F.slice(levels, 1, i), CATEGORY_SEP)),
-    )
-    keys = F.concat(
-        F.array(F.lit("all:"), F.concat(F.lit("seller:"), F.col("seller_id")), F.concat(F.lit("brand:"), F.col("brand"))),
-        prefixes,
-    )
-    found = F.transform(keys, lambda k: F.coalesce(F.try_element_at(lookup, k), empty))
-    return F.array_sort(F.flatten(found), lambda a, b: F.when(a.campaign_id < b.campaign_id, -1).when(a.campaign_id > b.campaign_id, 1).otherwise(0))
+    matched: list[tuple[Column, dict]] = []
+    for row in sorted(active, key=lambda r: r["campaign_id"].encode()):  # Spark orders strings by bytes
+        match = _in_scope(row["scope_type"], row["scope_value"])
+        if match is not None:
+            matched.append((F.coalesce(match, F.lit(False)), row))
+    if not matched:
+        return empty, F.lit(0.0)
+    campaigns = F.flatten(F.array(*[F.when(m, F.array(_campaign_literal(r))).otherwise(empty) for m, r in matched]))
+    best = F.greatest(F.lit(0.0), *[F.when(m, F.lit(r["discount_pct"]).cast("double")) for m, r in matched])
+    return campaigns, best
 
 
 def build_offer_aggregate(offers: DataFrame, sellers: DataFrame, products: DataFrame,
@@ -110,9 +125,9 @@ def build_offer_aggregate(offers: DataFrame, sellers: DataFrame, products: DataF
         F.struct("average", "count").alias("rating"))
     df = (offers.join(F.broadcast(seller), offers.seller_id == seller._sid, "left")
           .join(product, offers.product_id == product._pid, "left"))
-    df = df.withColumn("campaigns", _campaigns_column(active))
+    campaigns, best_discount = _campaign_columns(active)
+    df = df.withColumn("campaigns", campaigns)
     levels = F.split(F.col("category_path"), CATEGORY_SEP, -1)
-    best_discount = F.aggregate(F.col("campaigns"), F.lit(0.0), lambda acc, c: F.greatest(acc, c.discount_pct))
     campaign_price = F.round(F.col("price_amount") * (F.lit(1.0) - best_discount / 100.0), 2).cast(MONEY)
     effective = F.least(F.col("price_amount"), F.coalesce(F.col("sale_price_amount"), F.col("price_amount")), campaign_price)
     price = lambda amount: F.struct(amount.cast(MONEY).alias("amount"), F.col("price_currency").alias("currency"))  # noqa: E731
@@ -130,7 +145,7 @@ def build_offer_aggregate(offers: DataFrame, sellers: DataFrame, products: DataF
         "mpn", "link", "image_link",
         F.coalesce(F.col("attributes"), F.create_map().cast(T.MapType(T.StringType(), T.StringType()))).alias("attributes"),
         "updated_at", "seller", "product", "campaigns",
-        F.transform("campaigns", lambda c: c.campaign_id).alias("campaign_ids"),
+        F.col("campaigns.campaign_id").alias("campaign_ids"),
         F.coalesce(F.when(F.col("rating.count").isNotNull(), F.col("rating")), F.struct(F.lit(None).cast("double").alias("average"), F.lit(0).cast("long").alias("count"))).alias("rating"),
     )
     return _conform(out, OFFER_AGGREGATE_SCHEMA)

@@ -107,6 +107,44 @@ def test_offer_aggregate_joins_seller_product_rating_and_campaigns_active_at_as_
     assert_df_equality(got, expected, ignore_row_order=True, ignore_nullable=True, ignore_column_order=False)
 
 
+def test_campaign_scope_is_a_leading_run_of_category_levels_the_offer_brand_or_the_seller(spark):
+    offers = typed(spark, "offers", [
+        offer("o1", category="Electronics > Phones > Cases", brand="LEGO"),
+        offer("o2", category="Electronics > Phones2", seller="s2"),
+        offer("o3", category="Electro > Phones", brand=None),          # the product's brand is LEGO
+        offer("o4", category="A > > B"),   # levels "A" and "> B": "A >" is not a leading run
+        offer("o5", category="A >"),       # one level, "A >"
+    ], OFFER_COLS).df
+    sellers_df = typed(spark, "sellers", [("s1", "Shop 1", 4.8, "PL", "active"), ("s2", "Shop 2", 4.0, "PL", "active")],
+                       "seller_id string, name string, rating double, country string, status string").df
+    products = typed(spark, "products", [("p1", "Bricks", "LEGO", "Toys", None)],
+                     "product_id string, name string, brand string, category_path string, gtin string").df
+    ratings = typed(spark, "ratings", [], "product_id string, customer_id string, stars int").df
+
+    def campaign(campaign_id, scope_type, scope_value, discount):
+        return {"campaign_id": campaign_id, "name": campaign_id, "scope_type": scope_type, "scope_value": scope_value,
+                "discount_pct": discount, "starts_at": ts(1), "ends_at": ts(30)}
+
+    active = [
+        campaign("phones", "category", "Electronics > Phones", 10.0),
+        campaign("electronics", "category", "Electronics", 5.0),
+        campaign("electro", "category", "Electro", 30.0),
+        campaign("odd", "category", "A >", 40.0),
+        campaign("lego", "brand", "LEGO", 25.0),
+        campaign("shop2", "seller", "s2", 50.0),
+    ]
+    agg = off.build_offer_aggregate(offers, sellers_df, products, ratings, active)
+    got = agg.select("offer_id", "campaign_ids", "effective_price.amount")
+    expected = spark.createDataFrame([
+        ("o1", ["electronics", "lego", "phones"], Decimal("7.50")),
+        ("o2", ["electronics", "shop2"], Decimal("5.00")),
+        ("o3", ["electro"], Decimal("7.00")),
+        ("o4", [], Decimal("10.00")),
+        ("o5", ["odd"], Decimal("6.00")),
+    ], "offer_id string, campaign_ids array<string>, amount decimal(18,2)")
+    assert_df_equality(got, expected, ignore_row_order=True, ignore_nullable=True)
+
+
 def test_customer_aggregate_nests_histories_sorted_by_time_with_derived_fields(spark):
     customers = typed(spark, "customers", [("c1", "a@x.pl"), ("c2", "b@x.pl")], "customer_id string, email string")
     good_ids = customers.df.select("customer_id")
