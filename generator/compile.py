@@ -10,11 +10,12 @@ never null. A comparison with a missing value is false, except ``ne`` and ``not_
 
 from __future__ import annotations
 
+import json
 import operator
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from functools import reduce
 from typing import TYPE_CHECKING, Any
 
@@ -51,6 +52,7 @@ MATCHES = "_matches"
 _COMPARE: dict[str, Callable[[Column, Column], Column]] = {
     "eq": operator.eq, "lt": operator.lt, "lte": operator.le, "gt": operator.gt, "gte": operator.ge,
 }
+_BARRIER = "_fg_barrier"
 WORD_BITS = 16  # clauses packed into each long column handed to the Arrow UDF
 # An `in` list up to this long is split into `eq` clauses, so that `brand in [A, B]` and
 # `brand in [B, C]` share the `brand eq B` work; longer lists stay one hash-set lookup.
@@ -312,14 +314,16 @@ def atoms_of(node: Node) -> list[Node]:
 # -- one pass over many definitions ------------------------------------------------------------
 
 def add_membership(df: DataFrame, definitions: Sequence[Definition], as_of: datetime, *,
-                   all_segments: Mapping[str, Definition] | None = None) -> DataFrame:
+                   all_segments: Mapping[str, Definition] | None = None, jvm: bool = True) -> DataFrame:
     """Return df plus one column `_matches: array<int>`: indices into `definitions` of those the row satisfies.
 
     Each distinct clause (after normalisation) is compiled once, whatever the number of
     definitions sharing it, and evaluated by Spark's generated code; the clauses' results
     travel as bits packed in a few ``long`` columns. The definitions themselves, and/or/not
-    of those bits, are evaluated by one Arrow UDF on whole batches with numpy, each distinct
-    sub-expression once. So the code Spark generates and compiles grows with the distinct
+    of those bits, are a ``Program`` of straight-line code, each distinct sub-expression one
+    instruction, evaluated in the JVM per row by generator/jvm/Members.java (no row goes to
+    Python); without a JDK, or with ``jvm=False``, by one Arrow UDF on whole batches with
+    numpy (``Program.__call__``). So the code Spark generates and compiles grows with the distinct
     clauses, not with the definitions (1,000 definitions as Spark expressions took longer to
     compile with Janino than to run, and ran several times slower than this).
 
@@ -341,12 +345,178 @@ def add_membership(df: DataFrame, definitions: Sequence[Definition], as_of: date
         matches = F.array(*constant).cast(T.ArrayType(T.IntegerType())) if constant else _empty()
         return df.select(*originals, matches.alias(MATCHES))
     compiler = Compiler(df.schema, as_of, segments)
-    words = _pack([compiler.compile(atom) for atom in atoms])
     program = Program.build(trees, atoms)
+    if jvm:
+        from feedgen.generator.jvm import members_column, members_ready
+
+        if members_ready(df.sparkSession):
+            leaves = JvmLeaves(df.schema, as_of)
+            sources = [leaves.add(atom) for atom in atoms]   # per atom: its leaf, or None (a bit)
+            in_spark = [atom for atom, source in zip(atoms, sources, strict=True) if source is None]
+            bits = iter(range(len(in_spark)))
+            table = [{"bit": next(bits)} if source is None else source for source in sources]
+            words = _pack([compiler.compile(atom) for atom in in_spark])
+            # The words as columns of their own projection, which the optimizer must not merge
+            # into the one that reads them (a barrier column it cannot inline: a non-deterministic
+            # id): merged, every clause would be one expression of the array the UDF reads, in one
+            # generated method far beyond the JVM's 64 KB (Janino ran out of heap at 2,500 clauses).
+            names = [f"_fg_w{n}" for n in range(len(words))]
+            staged = df.select(*originals, *words, F.monotonically_increasing_id().alias(_BARRIER))
+            members = members_column(df.sparkSession, program.as_json(table, leaves.types),
+                                     [F.col(n) for n in names], leaves.struct(), F.col(_BARRIER))
+            return staged.select(*originals, members.alias(MATCHES))
+    words = _pack([compiler.compile(atom) for atom in atoms])
     with warnings.catch_warnings():  # "prefer type hints": a Program instance has none to give
         warnings.simplefilter("ignore", UserWarning)
         membership = arrow_udf(program, returnType=T.ArrayType(T.IntegerType()), functionType=ArrowUDFType.SCALAR)
     return df.select(*originals, membership(*words).alias(MATCHES))
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_INTEGRAL = (T.ByteType, T.ShortType, T.IntegerType, T.LongType)
+
+
+class JvmLeaves:
+    """The clauses generator/jvm/Members.java evaluates itself, from the row's field values,
+    with Spark's meaning: comparisons, ranges, ``in``, ``starts_with``/``ends_with``,
+    ``contains`` and ``is_null`` on string, integral, floating, decimal, boolean and timestamp
+    fields (case-sensitive; ordering of strings, ``ignore_case``, regexes, lists of
+    non-strings, map keys and histories stay Spark expressions). A clause Java evaluates costs
+    nothing until a definition asks for it: ``and`` stops at its first false operand, so of a
+    thousand feeds each scoped by its own clause, a row pays for the scopes and the few feeds
+    it falls in, not for every clause of every feed.
+
+    ``add`` returns a clause's leaf (op, field index, typed values as text) or None;
+    ``struct()`` is the column of the fields the leaves read, in ``types`` order: strings,
+    ``long``, ``double``, ``decimal``, ``bool``, ``micros`` (unix_micros of a
+    timestamp), ``strings`` (a list of strings).
+    """
+
+    def __init__(self, schema: T.StructType, as_of: datetime) -> None:
+        self.schema = schema
+        self.as_of = to_utc(as_of)
+        self.types: list[str] = []
+        self._columns: list[Column] = []
+        self._index: dict[str, int] = {}
+
+    def struct(self) -> Column:
+        if not self._columns:
+            return F.struct(F.lit(None).cast("string").alias("f0"))
+        return F.struct(*[c.alias(f"f{i}") for i, c in enumerate(self._columns)])
+
+    def add(self, atom: Node) -> dict | None:
+        try:
+            return self._leaf(atom)
+        except (ValueError, TypeError, OverflowError):
+            return None
+
+    def _field(self, path: str, want_list: bool = False) -> tuple[int, str] | None:
+        try:
+            ref = resolve(self.schema, path)
+        except LookupError:
+            return None
+        if any(kind != "field" for kind, _ in ref.steps):
+            return None
+        dtype = ref.dtype
+        if want_list:
+            if not (isinstance(dtype, T.ArrayType) and isinstance(dtype.elementType, T.StringType)):
+                return None
+            kind = "strings"
+        elif isinstance(dtype, T.StringType):
+            kind = "string"
+        elif isinstance(dtype, _INTEGRAL):
+            kind = "long"
+        elif isinstance(dtype, (T.FloatType, T.DoubleType)):
+            kind = "double"
+        elif isinstance(dtype, T.DecimalType):
+            kind = "decimal"
+        elif isinstance(dtype, T.BooleanType):
+            kind = "bool"
+        elif type(dtype) is T.TimestampType:
+            kind = "micros"
+        else:
+            return None
+        key = f"{kind}:{path}"
+        if key not in self._index:
+            column = _column(ref, None)
+            if kind == "micros":
+                column = F.unix_micros(column)
+            self._index[key] = len(self._columns)
+            self._columns.append(column)
+            self.types.append(kind)
+        return self._index[key], kind
+
+    def _value(self, value: Any, kind: str) -> str:
+        """A literal as the text Members.java parses for a field of ``kind`` (coerced as Spark compares)."""
+        if kind == "string":
+            if not isinstance(value, str):
+                raise TypeError(value)
+            return value
+        if kind == "bool":
+            if not isinstance(value, bool):
+                raise TypeError(value)
+            return "true" if value else "false"
+        if kind == "long":
+            value = coerce(value, T.LongType())
+            if not isinstance(value, int) or not -(1 << 63) <= value < (1 << 63):
+                raise ValueError(value)  # a fraction: Spark compares as doubles
+            return str(value)
+        if kind == "double":
+            value = float(coerce(value, T.DoubleType()))
+            return "NaN" if value != value else "Infinity" if value == float("inf") else \
+                "-Infinity" if value == float("-inf") else repr(value)
+        if kind == "decimal":
+            value = coerce(value, T.DecimalType(38, 18))
+            if not value.is_finite():
+                raise ValueError(value)
+            return str(value)
+        if kind == "micros":
+            return str((coerce(value, T.TimestampType()) - _EPOCH) // timedelta(microseconds=1))
+        raise ValueError(kind)
+
+    def _leaf(self, atom: Node) -> dict | None:
+        if isinstance(atom, (History, Regex)) or not isinstance(atom, Leaf) or atom.field is None:
+            return None
+        if atom.ignore_case:
+            return None
+        if isinstance(atom, Contains):
+            found = self._field(atom.field, want_list=True)
+            if found is not None:
+                return {"op": "has", "field": found[0], "values": [self._value(atom.value, "string")]}
+            found = self._field(atom.field)
+            if found is None or found[1] != "string":
+                return None
+            return {"op": "contains", "field": found[0], "values": [self._value(atom.value, "string")]}
+        found = self._field(atom.field)
+        if found is None:
+            return None
+        field, kind = found
+        if isinstance(atom, IsNull):
+            return {"op": "null" if atom.expected else "not_null", "field": field, "values": []}
+        if isinstance(atom, TimeWindow):
+            if kind != "micros":
+                return None
+            start, end = self.as_of - atom.duration.delta, self.as_of
+            values = [self._value(start, kind)] if atom.op == "older_than" else [
+                self._value(start, kind), self._value(end, kind)]
+            return {"op": "lt" if atom.op == "older_than" else "between", "field": field, "values": values}
+        ordered = kind in ("long", "double", "decimal", "micros")
+        if isinstance(atom, Compare):
+            if atom.op not in ("eq", "ne") and not ordered:
+                return None  # strings order by UTF-8 bytes in Spark: left to Spark
+            return {"op": atom.op, "field": field, "values": [self._value(atom.value, kind)]}
+        if isinstance(atom, Between):
+            if not ordered:
+                return None
+            return {"op": "between", "field": field, "values": [self._value(atom.low, kind), self._value(atom.high, kind)]}
+        if isinstance(atom, In):
+            return {"op": "not_in" if atom.negated else "in", "field": field,
+                    "values": [self._value(v, kind) for v in atom.values]}
+        if isinstance(atom, StringMatch):
+            if kind != "string":
+                return None
+            return {"op": atom.op, "field": field, "values": [self._value(atom.value, kind)]}
+        return None
 
 
 def _pack(columns: list[Column]) -> list[Column]:
@@ -397,6 +567,17 @@ class Program:
 
         outputs = [emit(tree) for tree in trees]
         return cls(instructions, outputs, len(atoms))
+
+    def as_json(self, atoms: list[dict], fields: list[str]) -> str:
+        """The program for generator/jvm/Members.java: ``instructions`` as [opcode, operands...]
+        (0 clause, 1 and, 2 or, 3 not, 4 constant), ``outputs``; per clause ``atoms[i]``, its
+        bit in the packed words (``{"bit": n}``, ``bits`` per word) or a ``JvmLeaves`` leaf
+        over the struct of ``fields`` (their types)."""
+        codes = {"atom": 0, "and": 1, "or": 2, "not": 3, "const": 4}
+        instructions = [[codes[op], *(arg if isinstance(arg, tuple) else [int(arg)])]
+                        for op, arg in self.instructions]
+        return json.dumps({"bits": WORD_BITS, "instructions": instructions, "outputs": self.outputs,
+                           "atoms": atoms, "fields": fields}, separators=(",", ":"))
 
     def evaluate(self, words: Sequence) -> Any:
         """Packed row bitsets: (definitions, ceil(rows / 64)) uint64, bit r of word w = row 64 * w + r.

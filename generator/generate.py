@@ -414,13 +414,13 @@ def field_column(path: str):
 
 
 def rest_memberships(df, definitions: Sequence[Definition], rest: Sequence[int], as_of: datetime, *,
-                     all_segments: dict | None = None):
+                     all_segments: dict | None = None, jvm: bool = True):
     """``df`` plus ``_matches``: the indices (into ``definitions``) of the definitions in ``rest`` a row matches."""
     from pyspark.sql import functions as F
 
     from feedgen.generator.compile import MATCHES, add_membership
 
-    out = add_membership(df, [definitions[i] for i in rest], as_of, all_segments=all_segments)
+    out = add_membership(df, [definitions[i] for i in rest], as_of, all_segments=all_segments, jvm=jvm)
     if list(rest) != list(range(len(rest))):
         # indices into the subset → indices into ``definitions``
         index = F.array(*[F.lit(i) for i in rest])
@@ -429,7 +429,7 @@ def rest_memberships(df, definitions: Sequence[Definition], rest: Sequence[int],
 
 
 def add_memberships(spark, df, definitions: Sequence[Definition], as_of: datetime, *,
-                    all_segments: dict | None = None):
+                    all_segments: dict | None = None, jvm: bool = True):
     """``df`` plus ``_matches`` (sorted definition indices), as ``compile.add_membership``;
     a row that matches no definition may be left out.
 
@@ -445,7 +445,7 @@ def add_memberships(spark, df, definitions: Sequence[Definition], as_of: datetim
     empty = F.array().cast("array<int>")
     out, parts = df, []
     if rest:
-        out = rest_memberships(df, definitions, rest, as_of, all_segments=all_segments)
+        out = rest_memberships(df, definitions, rest, as_of, all_segments=all_segments, jvm=jvm)
         parts.append(F.col(MATCHES))
     # one lookup and nothing else: a row it does not find matches nothing (an inner join
     # drops it), and its arrays, built in definition order, are sorted already
@@ -468,18 +468,26 @@ def matched(spark, df, definitions: Sequence[Definition], key: str, as_of: datet
 
     from feedgen.generator.compile import MATCHES
 
-    df = add_memberships(spark, df, definitions, as_of, all_segments=all_segments)
-    picked = apply_pick_one_per(df, definitions, key, user_templates_dir=user_templates_dir, jvm=jvm)
+    picking = [i for i, d in enumerate(definitions) if d.pick_one_per]
+    # the pick's candidates from the pick definitions' own membership, not from every
+    # definition's (which the pass computes once more below, for the rows it writes)
+    candidates = rest_memberships(df, definitions, picking, as_of, all_segments=all_segments, jvm=jvm) \
+        if picking and len(picking) < len(definitions) else None
+    df = add_memberships(spark, df, definitions, as_of, all_segments=all_segments, jvm=jvm)
+    picked = apply_pick_one_per(df, definitions, key, user_templates_dir=user_templates_dir, jvm=jvm,
+                                candidates=candidates)
     return picked.where(F.size(F.col(MATCHES)) > 0)
 
 
 def apply_pick_one_per(df, definitions: Sequence[Definition], key: str, *, user_templates_dir: str | None = None,
-                       jvm: bool = True):
+                       jvm: bool = True, candidates=None):
     """Keep, for each definition with ``pick_one_per``, the first entity per pick key among those
     its template renders without error (the first by ``order_by`` when none does).
 
     Validity is decided by the definition's own renderer (``_with_validity``). A row that won
     only because those before it fail the template lists the definition in ``_fg_runner_up``.
+    ``candidates``: the rows of ``df`` with ``_matches`` of (at least) the pick definitions,
+    when cheaper to compute than ``df``'s.
     """
     from pyspark.sql import Window
     from pyspark.sql import functions as F
@@ -493,7 +501,11 @@ def apply_pick_one_per(df, definitions: Sequence[Definition], key: str, *, user_
     if not groups:
         return df
     tops = {key, *(c.lstrip("-").split(".")[0] for pick, order_by in groups for c in (pick, *order_by))}
-    base = _with_validity(df, definitions, sorted(i for idx in groups.values() for i in idx), sorted(tops),
+    picking = sorted(i for idx in groups.values() for i in idx)
+    # only the rows some pick definition matches are candidates: the others are not rendered here
+    candidates = (df if candidates is None else candidates).where(
+        F.arrays_overlap(F.col(MATCHES), F.array(*[F.lit(i) for i in picking])))
+    base = _with_validity(candidates, definitions, picking, sorted(tops),
                           user_templates_dir=user_templates_dir, jvm=jvm)
     picks = None
     for (pick, order_by), idx in sorted(groups.items()):

@@ -368,6 +368,29 @@ def render_column(name: str, options: dict | None = None, *, payload: bool = Tru
                            F.lit(payload), F.struct(*offer_columns()))
 
 
+def members_ready(spark) -> bool:
+    """Whether Members.java can evaluate membership programs in ``spark``."""
+    return _registered(spark) is None
+
+
+def members_column(spark, program_json: str, words: list, fields, barrier):
+    """The ``array<int>`` Column of compile.Program ``program_json`` over the packed clause
+    ``words`` and the struct of ``fields`` its JVM leaves read, evaluated per row by
+    generator/jvm/Members.java (``members_ready``: else compile.py evaluates it with an Arrow
+    UDF). ``barrier`` is read and ignored: a column the caller's optimizer cannot inline
+    (see compile.add_membership).
+
+    The program is registered as its own UDF, named by its digest (registering again
+    replaces it by the same), so the plan carries the parsed program and no row passes its text.
+    """
+    from pyspark.sql import functions as F
+
+    name = "feedgen_members_" + hashlib.sha256(program_json.encode()).hexdigest()[:16]
+    spark.sparkContext._jvm.feedgen.jvm.Members.register(spark._jsparkSession, name, program_json)
+    array = F.array(*words) if words else F.array().cast("array<bigint>")
+    return F.call_function(name, array, fields, barrier)
+
+
 def generate_pass(spark, df, plan: dict, columnar=None) -> tuple:
     """GeneratePass over ``df``: the part, stat and snap rows of a pass whose targets all render
     here, and how it read its input (``columns`` or ``rows``).

@@ -1,0 +1,371 @@
+package feedgen.jvm;
+
+import java.math.BigDecimal;
+import java.util.HashSet;
+import java.util.List;
+
+import com.fasterxml.jackson.databind.JsonNode;
+
+import org.apache.spark.sql.Row;
+import org.apache.spark.sql.SparkSession;
+import org.apache.spark.sql.api.java.UDF3;
+import org.apache.spark.sql.types.DataTypes;
+
+import scala.collection.Seq;
+
+/**
+ * The definitions' and/or/not over their clauses, per row, in the JVM: compile.Program's
+ * straight-line code (``Program.as_json``). A clause is either a bit Spark computed and
+ * packed into ``long`` words (bit b of word w is ``bits * w + b``), or a leaf of
+ * compile.JvmLeaves evaluated here from a field of the row, with Spark's meaning (null:
+ * false, but true for ``ne`` and ``not_in``; doubles equal when ``==`` or both NaN, NaN above
+ * every number; decimals by value).
+ *
+ * As a UDF (one registered instance per program, ``register``): (array&lt;long&gt; words,
+ * struct of the leaves' fields, a long it ignores: compile.py's barrier column) →
+ * array&lt;int&gt;, the indices of the definitions the row satisfies, ascending. Each
+ * distinct sub-expression is one instruction, computed at most once per row, and only when
+ * asked for: and/or stop at their first deciding operand.
+ */
+public final class Members implements UDF3<Seq<Object>, Row, Long, int[]> {
+
+    private static final long serialVersionUID = 1L;
+
+    static final int ATOM = 0;
+    static final int AND = 1;
+    static final int OR = 2;
+    static final int NOT = 3;
+    static final int CONST = 4;
+
+    final int bits;
+    final int[] op;        // per instruction
+    final int[] arg;       // ATOM: the clause; NOT: the operand; CONST: 0/1; AND/OR: start in args
+    final int[] argEnd;    // AND/OR: end in args
+    final int[] args;
+    final int[] outputs;   // per definition: its instruction
+    final int[] bitOf;     // per clause: its bit in the words, or -1 for a leaf
+    final Leaf[] leaves;   // per clause: its leaf, or null
+
+    static final List<String> OPS = List.of("eq", "ne", "gt", "gte", "lt", "lte", "between", "in", "not_in",
+            "starts_with", "ends_with", "contains", "has", "null", "not_null");
+    static final int EQ = 0;
+    static final int NE = 1;
+    static final int GT = 2;
+    static final int GTE = 3;
+    static final int LT = 4;
+    static final int LTE = 5;
+    static final int BETWEEN = 6;
+    static final int IN = 7;
+    static final int NOT_IN = 8;
+    static final int STARTS = 9;
+    static final int ENDS = 10;
+    static final int CONTAINS = 11;
+    static final int HAS = 12;
+    static final int NULL = 13;
+    static final int NOT_NULL = 14;
+
+    static final List<String> KINDS = List.of("string", "long", "double", "decimal", "bool", "micros", "strings");
+    static final int STRING = 0;
+    static final int LONG = 1;
+    static final int DOUBLE = 2;
+    static final int DECIMAL = 3;
+    static final int BOOL = 4;
+    static final int MICROS = 5;
+    static final int STRINGS = 6;
+
+    /** A clause on one field of the row: its values parsed as the field's kind. */
+    static final class Leaf implements java.io.Serializable {
+        private static final long serialVersionUID = 1L;
+        final int op;
+        final int field;
+        final int kind;
+        final Object[] values;
+        final HashSet<Object> set;
+
+        Leaf(JsonNode spec, int[] kinds) {
+            op = OPS.indexOf(spec.get("op").asText());
+            if (op < 0) {
+                throw new IllegalArgumentException("membership program: unknown leaf op " + spec.get("op"));
+            }
+            field = spec.get("field").asInt();
+            kind = kinds[field];
+            JsonNode vs = spec.get("values");
+            values = new Object[vs.size()];
+            for (int i = 0; i < values.length; i++) {
+                values[i] = parse(vs.get(i).asText(), kind);
+            }
+            set = op == IN || op == NOT_IN ? new HashSet<>(List.of(values)) : null;
+        }
+
+        static Object parse(String text, int kind) {
+            switch (kind) {
+                case LONG:
+                case MICROS:
+                    return Long.parseLong(text);
+                case DOUBLE:
+                    return Double.parseDouble(text);
+                case DECIMAL:
+                    return new BigDecimal(text);
+                case BOOL:
+                    return Boolean.parseBoolean(text);
+                default:
+                    return text;
+            }
+        }
+
+        /** The row's value as the leaf compares it: String, Long, Double, BigDecimal, Boolean or Seq. */
+        static Object value(Object v, int kind) {
+            if (v == null) {
+                return null;
+            }
+            switch (kind) {
+                case LONG:
+                case MICROS:
+                    return ((Number) v).longValue();
+                case DOUBLE:
+                    return ((Number) v).doubleValue();
+                default:
+                    return v;
+            }
+        }
+
+        boolean test(Object v) {
+            if (v == null) {
+                return op == NE || op == NOT_IN || op == NULL;
+            }
+            switch (op) {
+                case NULL:
+                    return false;
+                case NOT_NULL:
+                    return true;
+                case EQ:
+                    return compare(v, values[0]) == 0;
+                case NE:
+                    return compare(v, values[0]) != 0;
+                case GT:
+                    return compare(v, values[0]) > 0;
+                case GTE:
+                    return compare(v, values[0]) >= 0;
+                case LT:
+                    return compare(v, values[0]) < 0;
+                case LTE:
+                    return compare(v, values[0]) <= 0;
+                case BETWEEN:
+                    return compare(v, values[0]) >= 0 && compare(v, values[1]) <= 0;
+                case IN:
+                case NOT_IN: {
+                    boolean found;
+                    if (kind == DOUBLE || kind == DECIMAL) {   // by value: 0.0 = -0.0, 1.0 = 1.00
+                        found = false;
+                        for (Object x : values) {
+                            if (compare(v, x) == 0) {
+                                found = true;
+                                break;
+                            }
+                        }
+                    } else {
+                        found = set.contains(v);
+                    }
+                    return found == (op == IN);
+                }
+                case STARTS:
+                    return ((String) v).startsWith((String) values[0]);
+                case ENDS:
+                    return ((String) v).endsWith((String) values[0]);
+                case CONTAINS:
+                    return ((String) v).contains((String) values[0]);
+                case HAS: {
+                    Seq<?> items = (Seq<?>) v;
+                    for (int i = 0, n = items.length(); i < n; i++) {
+                        if (values[0].equals(items.apply(i))) {
+                            return true;
+                        }
+                    }
+                    return false;
+                }
+                default:
+                    throw new IllegalStateException("membership program: leaf op " + op);
+            }
+        }
+
+        int compare(Object v, Object literal) {
+            switch (kind) {
+                case LONG:
+                case MICROS:
+                    return Long.compare((Long) v, (Long) literal);
+                case DOUBLE: {
+                    double x = (Double) v;
+                    double y = (Double) literal;
+                    return x == y ? 0 : Double.compare(x, y);   // Spark's SQLOrderingUtil.compareDoubles
+                }
+                case DECIMAL:
+                    return ((BigDecimal) v).compareTo((BigDecimal) literal);
+                default:
+                    return v.equals(literal) ? 0 : 1;   // strings and booleans: only (in)equality
+            }
+        }
+    }
+
+    Members(String json) {
+        JsonNode p = RenderOffer.readSpec(json, "the membership program");
+        bits = p.get("bits").asInt();
+        JsonNode ins = p.get("instructions");
+        int n = ins.size();
+        op = new int[n];
+        arg = new int[n];
+        argEnd = new int[n];
+        int total = 0;
+        for (JsonNode i : ins) {
+            total += i.size() - 1;
+        }
+        args = new int[total];
+        int at = 0;
+        for (int i = 0; i < n; i++) {
+            JsonNode in = ins.get(i);
+            op[i] = in.get(0).asInt();
+            if (op[i] == AND || op[i] == OR) {
+                arg[i] = at;
+                for (int k = 1; k < in.size(); k++) {
+                    int a = in.get(k).asInt();
+                    if (a >= i) {
+                        throw new IllegalArgumentException("membership program: instruction " + i + " reads " + a);
+                    }
+                    args[at++] = a;
+                }
+                argEnd[i] = at;
+            } else {
+                arg[i] = in.get(1).asInt();
+            }
+        }
+        outputs = RenderOffer.ints(p, "outputs");
+        JsonNode fs = p.get("fields");
+        kinds = new int[fs.size()];
+        for (int f = 0; f < kinds.length; f++) {
+            kinds[f] = KINDS.indexOf(fs.get(f).asText());
+            if (kinds[f] < 0) {
+                throw new IllegalArgumentException("membership program: unknown field kind " + fs.get(f));
+            }
+        }
+        JsonNode as = p.get("atoms");
+        bitOf = new int[as.size()];
+        leaves = new Leaf[as.size()];
+        for (int a = 0; a < bitOf.length; a++) {
+            JsonNode atom = as.get(a);
+            if (atom.has("bit")) {
+                bitOf[a] = atom.get("bit").asInt();
+            } else {
+                bitOf[a] = -1;
+                leaves[a] = new Leaf(atom, kinds);
+            }
+        }
+    }
+
+    final int[] kinds;     // per field of the struct
+
+    /** Register ``json``'s program in ``spark`` as the UDF ``name``. */
+    public static void register(SparkSession spark, String name, String json) {
+        spark.udf().register(name, new Members(json), DataTypes.createArrayType(DataTypes.IntegerType, false));
+    }
+
+    /** One row: its clause words, its fields (read when a leaf needs them), and each
+     * instruction's value so far (0 not yet computed, 1 false, 2 true). */
+    static final class State {
+        long[] words = new long[0];
+        Row row;
+        final Object[] fields;
+        final boolean[] read;
+        final byte[] values;
+
+        State(int fields, int instructions) {
+            this.fields = new Object[fields];
+            this.read = new boolean[fields];
+            this.values = new byte[instructions];
+        }
+    }
+
+    private transient ThreadLocal<State> scratch;
+
+    @Override
+    public int[] call(Seq<Object> words, Row fields, Long barrier) {
+        if (scratch == null) {
+            scratch = ThreadLocal.withInitial(() -> new State(kinds.length, op.length));
+        }
+        State s = scratch.get();
+        int n = words.length();
+        if (s.words.length != n) {
+            s.words = new long[n];
+        }
+        for (int i = 0; i < n; i++) {
+            Object v = words.apply(i);
+            s.words[i] = v == null ? 0L : (Long) v;
+        }
+        s.row = fields;
+        java.util.Arrays.fill(s.read, false);
+        return evaluate(s);
+    }
+
+    /** The definitions the row of ``s`` satisfies. */
+    int[] evaluate(State s) {
+        byte[] values = s.values;
+        java.util.Arrays.fill(values, (byte) 0);
+        int[] hit = new int[outputs.length];
+        int count = 0;
+        for (int d = 0; d < outputs.length; d++) {
+            if (value(outputs[d], s)) {
+                hit[count++] = d;
+            }
+        }
+        return java.util.Arrays.copyOf(hit, count);
+    }
+
+    private boolean value(int i, State s) {
+        byte[] values = s.values;
+        byte known = values[i];
+        if (known != 0) {
+            return known == 2;
+        }
+        boolean v;
+        switch (op[i]) {
+            case ATOM: {
+                int clause = arg[i];
+                int bit = bitOf[clause];
+                if (bit >= 0) {
+                    v = (s.words[bit / bits] >>> (bit % bits) & 1L) != 0;
+                } else {
+                    Leaf leaf = leaves[clause];
+                    int f = leaf.field;
+                    if (!s.read[f]) {
+                        s.fields[f] = Leaf.value(s.row.get(f), kinds[f]);
+                        s.read[f] = true;
+                    }
+                    v = leaf.test(s.fields[f]);
+                }
+                break;
+            }
+            case AND: {
+                v = true;
+                for (int k = arg[i]; k < argEnd[i] && v; k++) {
+                    v = value(args[k], s);
+                }
+                break;
+            }
+            case OR: {
+                v = false;
+                for (int k = arg[i]; k < argEnd[i] && !v; k++) {
+                    v = value(args[k], s);
+                }
+                break;
+            }
+            case NOT:
+                v = !value(arg[i], s);
+                break;
+            case CONST:
+                v = arg[i] != 0;
+                break;
+            default:
+                throw new IllegalStateException("membership program: opcode " + op[i]);
+        }
+        values[i] = (byte) (v ? 2 : 1);
+        return v;
+    }
+}
