@@ -167,6 +167,7 @@ def check_run(config: Any, record: dict[str, Any], *,
     store = serving_store(config) if bases is None else None
     report: dict[str, Any] = {"status": "passed", "breaches": [], "metrics": {}, "first_run": []}
     empty = empty_entities(record)
+    base_runs: dict[str, dict[str, Any]] = {}  # run.json of each base run, read once (not once per definition)
     for def_id, stats in sorted((record.get("definitions") or {}).items()):
         thresholds = thresholds_for(config, def_id, (definition_gates or {}).get(def_id))
         delta = (deltas or {}).get(def_id) or read_delta_marker(root, run_id, def_id)
@@ -179,7 +180,9 @@ def check_run(config: Any, record: dict[str, Any], *,
         base_stats = None
         if base_run and base_run != run_id:
             try:
-                base_stats = (read_run(root, base_run).get("definitions") or {}).get(def_id, {})
+                if base_run not in base_runs:
+                    base_runs[base_run] = read_run(root, base_run).get("definitions") or {}
+                base_stats = base_runs[base_run].get(def_id, {})
             except FeedgenError:
                 raise FeedgenError(
                     f"{Path(root) / 'runs' / base_run}: run.json of the published run {base_run} "
