@@ -16,6 +16,7 @@ import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal, InvalidOperation, localcontext
 from functools import reduce
 from typing import TYPE_CHECKING, Any
 
@@ -410,7 +411,7 @@ class JvmLeaves:
         except (ValueError, TypeError, OverflowError):
             return None
 
-    def _field(self, path: str, want_list: bool = False) -> tuple[int, str] | None:
+    def _field(self, path: str, want_list: bool = False) -> tuple[int, str, T.DataType] | None:
         try:
             ref = resolve(self.schema, path)
         except LookupError:
@@ -444,9 +445,9 @@ class JvmLeaves:
             self._index[key] = len(self._columns)
             self._columns.append(column)
             self.types.append(kind)
-        return self._index[key], kind
+        return self._index[key], kind, dtype
 
-    def _value(self, value: Any, kind: str) -> str:
+    def _value(self, value: Any, kind: str, dtype: T.DataType | None = None) -> str:
         """A literal as the text Members.java parses for a field of ``kind`` (coerced as Spark compares)."""
         if kind == "string":
             if not isinstance(value, str):
@@ -469,6 +470,16 @@ class JvmLeaves:
             value = coerce(value, T.DecimalType(38, 18))
             if not value.is_finite():
                 raise ValueError(value)
+            if isinstance(dtype, T.DecimalType):
+                # at the field's scale when exact: Java then compares two longs, not two scales
+                with localcontext() as ctx:
+                    ctx.prec = 60
+                    try:
+                        exact = value.quantize(Decimal(1).scaleb(-dtype.scale))
+                    except InvalidOperation:
+                        exact = None
+                if exact == value:
+                    value = exact
             return str(value)
         if kind == "micros":
             return str((coerce(value, T.TimestampType()) - _EPOCH) // timedelta(microseconds=1))
@@ -490,32 +501,32 @@ class JvmLeaves:
         found = self._field(atom.field)
         if found is None:
             return None
-        field, kind = found
+        field, kind, dtype = found
         if isinstance(atom, IsNull):
             return {"op": "null" if atom.expected else "not_null", "field": field, "values": []}
         if isinstance(atom, TimeWindow):
             if kind != "micros":
                 return None
             start, end = self.as_of - atom.duration.delta, self.as_of
-            values = [self._value(start, kind)] if atom.op == "older_than" else [
-                self._value(start, kind), self._value(end, kind)]
+            values = [self._value(start, kind, dtype)] if atom.op == "older_than" else [
+                self._value(start, kind, dtype), self._value(end, kind, dtype)]
             return {"op": "lt" if atom.op == "older_than" else "between", "field": field, "values": values}
         ordered = kind in ("long", "double", "decimal", "micros")
         if isinstance(atom, Compare):
             if atom.op not in ("eq", "ne") and not ordered:
                 return None  # strings order by UTF-8 bytes in Spark: left to Spark
-            return {"op": atom.op, "field": field, "values": [self._value(atom.value, kind)]}
+            return {"op": atom.op, "field": field, "values": [self._value(atom.value, kind, dtype)]}
         if isinstance(atom, Between):
             if not ordered:
                 return None
-            return {"op": "between", "field": field, "values": [self._value(atom.low, kind), self._value(atom.high, kind)]}
+            return {"op": "between", "field": field, "values": [self._value(atom.low, kind, dtype), self._value(atom.high, kind, dtype)]}
         if isinstance(atom, In):
             return {"op": "not_in" if atom.negated else "in", "field": field,
-                    "values": [self._value(v, kind) for v in atom.values]}
+                    "values": [self._value(v, kind, dtype) for v in atom.values]}
         if isinstance(atom, StringMatch):
             if kind != "string":
                 return None
-            return {"op": atom.op, "field": field, "values": [self._value(atom.value, kind)]}
+            return {"op": atom.op, "field": field, "values": [self._value(atom.value, kind, dtype)]}
         return None
 
 

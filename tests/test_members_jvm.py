@@ -118,3 +118,26 @@ def test_clauses_spark_keeps_are_not_leaves():
             Compare(field="s", op="gt", value="a"), Compare(field="n", op="gt", value=4.5),
             IsNull(field="st"), Contains(field="s", value="a", ignore_case=True)]
     assert [leaves.add(leaf) for leaf in kept] == [None] * len(kept)
+
+
+def test_definitions_guarded_by_a_looked_up_clause_match_spark(spark):
+    """Feeds scoped by their own value list, id suffix or prefix (Members.java looks the row's
+    value up and evaluates only the feeds it finds), next to unguarded ones, on every row."""
+    trees = []
+    for i in range(40):
+        other = [Compare(field="n", op="gt", value=0), Not(Compare(field="b", op="eq", value=True)),
+                 Between(field="m", low=0, high=10)][i % 3]
+        scope = [In(field="s", values=tuple(VALUES["s"][1 + i % 5:3 + i % 5])),
+                 StringMatch(field="id", op="ends_with", value=str(i % 10)),
+                 StringMatch(field="st.a", op="starts_with", value=["ż", "a", ""][i % 3]),
+                 Compare(field="n", op="eq", value=VALUES["n"][1 + i % 5]),
+                 In(field="b", values=(i % 2 == 0,)),
+                 StringMatch(field="id", op="ends_with", value=f"{i % 10}{i % 3}")][i % 6]
+        trees.append(And((other, scope)) if i % 4 else scope)
+    trees += [Or((trees[0], trees[1])), Not(trees[2]), Compare(field="x", op="gt", value=0)]
+    definitions = [Definition(id=f"d{i}", kind="segment", entity="customer", where=t) for i, t in enumerate(trees)]
+    df = dataframe(spark, SCHEMA, _rows(120))
+    in_java = {r["id"]: r[MATCHES] for r in add_membership(df, definitions, AS_OF).collect()}
+    in_spark = {r["id"]: r[MATCHES] for r in add_membership(df, definitions, AS_OF, jvm=False).collect()}
+    assert in_java == in_spark
+    assert sum(map(len, in_spark.values())) > 100

@@ -1,6 +1,7 @@
 package feedgen.jvm;
 
 import java.math.BigDecimal;
+import java.util.HashMap;
 import java.util.HashSet;
 import java.util.List;
 
@@ -258,9 +259,101 @@ public final class Members implements UDF3<Seq<Object>, Row, Long, int[]> {
                 leaves[a] = new Leaf(atom, kinds);
             }
         }
+        guarded = new boolean[outputs.length];
+        guards = buildGuards();
     }
 
     final int[] kinds;     // per field of the struct
+
+    // Guards: a definition that is a clause, or an `and` of clauses, one of which is an
+    // equality (eq/in on a string, integer, timestamp or boolean field) or a prefix/suffix
+    // match is evaluated only for the rows whose field value finds it in that clause's table:
+    // of a thousand feeds each scoped by its own seller list or id suffix, a row looks up its
+    // value once per field and evaluates the few feeds it can be in, not the thousand.
+    static final int G_EQ = 0;
+    static final int G_ENDS = 1;
+    static final int G_STARTS = 2;
+
+    /** The definitions guarded by clauses of one mode on one field, by the clause's value. */
+    static final class Guard implements java.io.Serializable {
+        private static final long serialVersionUID = 1L;
+        final int field;
+        final int mode;
+        final HashMap<Object, int[]> byValue = new HashMap<>();
+        int[] lengths = new int[0];   // G_ENDS / G_STARTS: the values' distinct lengths
+
+        Guard(int field, int mode) {
+            this.field = field;
+            this.mode = mode;
+        }
+
+        void add(Object value, int definition) {
+            int[] had = byValue.get(value);
+            int[] now = had == null ? new int[1] : java.util.Arrays.copyOf(had, had.length + 1);
+            now[now.length - 1] = definition;
+            byValue.put(value, now);
+            if (mode != G_EQ) {
+                int n = ((String) value).length();
+                if (java.util.Arrays.stream(lengths).noneMatch(l -> l == n)) {
+                    lengths = java.util.Arrays.copyOf(lengths, lengths.length + 1);
+                    lengths[lengths.length - 1] = n;
+                }
+            }
+        }
+    }
+
+    final Guard[] guards;
+    final boolean[] guarded;   // per definition: whether a guard lists it
+
+    static int guardMode(Leaf leaf) {
+        if ((leaf.op == EQ || leaf.op == IN) && leaf.kind != DOUBLE && leaf.kind != DECIMAL && leaf.kind != STRINGS) {
+            return G_EQ;   // doubles and decimals: equal values can differ as keys (0.0, -0.0; 1.0, 1.00)
+        }
+        return leaf.op == ENDS ? G_ENDS : leaf.op == STARTS ? G_STARTS : -1;
+    }
+
+    /** The guard clause of definition ``d`` (an atom index), or -1: an equality first, else a prefix/suffix. */
+    int guardOf(int d) {
+        int top = outputs[d];
+        int[] operands = {top};
+        if (op[top] == AND) {
+            operands = java.util.Arrays.copyOfRange(args, arg[top], argEnd[top]);
+        } else if (op[top] != ATOM) {
+            return -1;
+        }
+        int best = -1;
+        for (int c : operands) {
+            if (op[c] != ATOM || bitOf[arg[c]] >= 0) {
+                continue;
+            }
+            int mode = guardMode(leaves[arg[c]]);
+            if (mode == G_EQ) {
+                return arg[c];
+            }
+            if (mode >= 0 && best < 0) {
+                best = arg[c];
+            }
+        }
+        return best;
+    }
+
+    private Guard[] buildGuards() {
+        java.util.LinkedHashMap<Integer, Guard> byKey = new java.util.LinkedHashMap<>();
+        for (int d = 0; d < outputs.length; d++) {
+            int atom = guardOf(d);
+            if (atom < 0) {
+                continue;
+            }
+            Leaf leaf = leaves[atom];
+            int mode = guardMode(leaf);
+            Guard g = byKey.computeIfAbsent(leaf.field * 3 + mode, k -> new Guard(leaf.field, mode));
+            for (Object v : new java.util.LinkedHashSet<>(List.of(leaf.values))) {
+                g.add(v, d);
+            }
+            guarded[d] = true;
+        }
+        return byKey.values().toArray(new Guard[0]);
+    }
 
     /** Register ``json``'s program in ``spark`` as the UDF ``name``. */
     public static void register(SparkSession spark, String name, String json) {
@@ -275,11 +368,17 @@ public final class Members implements UDF3<Seq<Object>, Row, Long, int[]> {
         final Object[] fields;
         final boolean[] read;
         final byte[] values;
+        final boolean[] found;    // per definition: a guard found it in this row
+        final int[] marked;       // the definitions found, to clear ``found``
+        final int[] hit;
 
-        State(int fields, int instructions) {
+        State(int fields, int instructions, int definitions) {
             this.fields = new Object[fields];
             this.read = new boolean[fields];
             this.values = new byte[instructions];
+            this.found = new boolean[definitions];
+            this.marked = new int[definitions];
+            this.hit = new int[definitions];
         }
     }
 
@@ -288,7 +387,7 @@ public final class Members implements UDF3<Seq<Object>, Row, Long, int[]> {
     @Override
     public int[] call(Seq<Object> words, Row fields, Long barrier) {
         if (scratch == null) {
-            scratch = ThreadLocal.withInitial(() -> new State(kinds.length, op.length));
+            scratch = ThreadLocal.withInitial(() -> new State(kinds.length, op.length, outputs.length));
         }
         State s = scratch.get();
         int n = words.length();
@@ -306,16 +405,59 @@ public final class Members implements UDF3<Seq<Object>, Row, Long, int[]> {
 
     /** The definitions the row of ``s`` satisfies. */
     int[] evaluate(State s) {
-        byte[] values = s.values;
-        java.util.Arrays.fill(values, (byte) 0);
-        int[] hit = new int[outputs.length];
+        java.util.Arrays.fill(s.values, (byte) 0);
+        boolean[] found = s.found;
+        int marked = 0;
+        for (Guard g : guards) {
+            Object v = field(s, g.field);
+            if (v == null) {
+                continue;   // every guard clause is false on null
+            }
+            if (g.mode == G_EQ) {
+                marked = mark(g.byValue.get(v), found, s.marked, marked);
+                continue;
+            }
+            String text = (String) v;
+            int n = text.length();
+            for (int length : g.lengths) {
+                if (length <= n) {
+                    String part = g.mode == G_ENDS ? text.substring(n - length) : text.substring(0, length);
+                    marked = mark(g.byValue.get(part), found, s.marked, marked);
+                }
+            }
+        }
+        int[] hit = s.hit;
         int count = 0;
         for (int d = 0; d < outputs.length; d++) {
-            if (value(outputs[d], s)) {
+            if ((!guarded[d] || found[d]) && value(outputs[d], s)) {
                 hit[count++] = d;
             }
         }
+        for (int i = 0; i < marked; i++) {
+            found[s.marked[i]] = false;
+        }
         return java.util.Arrays.copyOf(hit, count);
+    }
+
+    private static int mark(int[] definitions, boolean[] found, int[] marked, int count) {
+        if (definitions != null) {
+            for (int d : definitions) {
+                if (!found[d]) {
+                    found[d] = true;
+                    marked[count++] = d;
+                }
+            }
+        }
+        return count;
+    }
+
+    /** Field ``f`` of the row, converted once per row. */
+    private Object field(State s, int f) {
+        if (!s.read[f]) {
+            s.fields[f] = Leaf.value(s.row.get(f), kinds[f]);
+            s.read[f] = true;
+        }
+        return s.fields[f];
     }
 
     private boolean value(int i, State s) {
@@ -333,12 +475,7 @@ public final class Members implements UDF3<Seq<Object>, Row, Long, int[]> {
                     v = (s.words[bit / bits] >>> (bit % bits) & 1L) != 0;
                 } else {
                     Leaf leaf = leaves[clause];
-                    int f = leaf.field;
-                    if (!s.read[f]) {
-                        s.fields[f] = Leaf.value(s.row.get(f), kinds[f]);
-                        s.read[f] = true;
-                    }
-                    v = leaf.test(s.fields[f]);
+                    v = leaf.test(field(s, leaf.field));
                 }
                 break;
             }
