@@ -141,3 +141,32 @@ def test_definitions_guarded_by_a_looked_up_clause_match_spark(spark):
     in_spark = {r["id"]: r[MATCHES] for r in add_membership(df, definitions, AS_OF, jvm=False).collect()}
     assert in_java == in_spark
     assert sum(map(len, in_spark.values())) > 100
+
+
+def test_definitions_guarded_by_a_range_match_spark(spark):
+    """Price bands and other intervals (Members.java finds the row's slot among the bounds and
+    evaluates only the definitions whose interval covers it): open and closed ends, bounds
+    shared by neighbours, NaN, -0.0 and infinities, decimals of another scale, a second range
+    field in the same definition, and an empty interval."""
+    bounds = {"x": [-INF, -0.0, 0.0, 0.1, 1.5, 1e308, INF, NAN], "n": [-3, 0, 4, 5, 2_000_000_000],
+              "m": [Decimal("-1.5"), 0, Decimal("10.0"), Decimal("10.005"), Decimal("10.01")],
+              "big": [-(1 << 63), 0, 1 << 40], "t": ["1960-01-01T00:00:00Z", "2026-10-02T06:00:00Z", AS_OF]}
+    trees = []
+    for name, points in bounds.items():
+        for i, low in enumerate(points):
+            for high in points[i:i + 3]:
+                trees.append(And((Compare(field=name, op=["gte", "gt"][len(trees) % 2], value=low),
+                                  Compare(field=name, op=["lt", "lte"][len(trees) // 2 % 2], value=high))))
+                trees.append(Between(field=name, low=low, high=high))
+            trees.append(Compare(field=name, op=["gt", "gte", "lt", "lte"][i % 4], value=low))
+    trees += [And((Compare(field="x", op="gte", value=0), Compare(field="x", op="gt", value=-1),
+                   Compare(field="n", op="lt", value=5), Compare(field="x", op="lte", value=1.5))),
+              Between(field="n", low=5, high=4),
+              And((Compare(field="x", op="lt", value=1.5), Compare(field="x", op="gte", value=1.5)))]
+    definitions = [Definition(id=f"d{i}", kind="segment", entity="customer", where=t) for i, t in enumerate(trees)]
+    df = dataframe(spark, SCHEMA, _rows(120))
+    in_java = {r["id"]: r[MATCHES] for r in add_membership(df, definitions, AS_OF).collect()}
+    in_spark = {r["id"]: r[MATCHES] for r in add_membership(df, definitions, AS_OF, jvm=False).collect()}
+    differ = [(trees[d], k) for k in in_spark for d in set(in_java[k]) ^ set(in_spark[k])]
+    assert not differ, differ[:5]
+    assert sum(map(len, in_spark.values())) > 500

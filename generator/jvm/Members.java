@@ -190,6 +190,11 @@ public final class Members implements UDF3<Seq<Object>, Row, Long, int[]> {
         }
 
         int compare(Object v, Object literal) {
+            return compare(kind, v, literal);
+        }
+
+        /** Two values of a field of ``kind``, in Spark's order for numbers; strings and booleans: 0 when equal, else 1. */
+        static int compare(int kind, Object v, Object literal) {
             switch (kind) {
                 case LONG:
                 case MICROS:
@@ -259,8 +264,6 @@ public final class Members implements UDF3<Seq<Object>, Row, Long, int[]> {
                 leaves[a] = new Leaf(atom, kinds);
             }
         }
-        guarded = new boolean[outputs.length];
-        guards = buildGuards();
     }
 
     final int[] kinds;     // per field of the struct
@@ -302,8 +305,100 @@ public final class Members implements UDF3<Seq<Object>, Row, Long, int[]> {
         }
     }
 
-    final Guard[] guards;
-    final boolean[] guarded;   // per definition: whether a guard lists it
+    // Built where the rows are (``prepare``), not shipped with every task: range tables can be large.
+    private transient Guard[] guards;
+    private transient Range[] ranges;
+    private transient boolean[] guarded;   // per definition: whether a guard or a range lists it
+
+    /** Range guards: a definition not guarded by an equality or a prefix/suffix, whose clauses
+     * bound one number or timestamp field (gt/gte/lt/lte/between, and-ed: a price band), is
+     * evaluated only for the rows whose value lies in its interval. The field's distinct bounds
+     * cut the line into elementary slots (each bound, and the open gaps between and around
+     * them); one binary search finds the row's slot, which lists the definitions covering it. */
+    static final class Range {
+        final int field;
+        final int kind;
+        Object[] points;     // distinct bounds, ascending (Spark's order: NaN above every number)
+        int[][] slots;       // 2 * points + 1 slots: gap 0, point 0, gap 1, ..., point k-1, gap k
+
+        Range(int field, int kind) {
+            this.field = field;
+            this.kind = kind;
+        }
+
+        /** The slot of value ``v``. */
+        int slot(Object v) {
+            int lo = 0;
+            int hi = points.length;
+            while (lo < hi) {
+                int mid = (lo + hi) >>> 1;
+                int c = Leaf.compare(kind, points[mid], v);
+                if (c < 0) {
+                    lo = mid + 1;
+                } else if (c > 0) {
+                    hi = mid;
+                } else {
+                    return 2 * mid + 1;
+                }
+            }
+            return 2 * lo;
+        }
+    }
+
+    /** Slot entries kept per Members instance at most; the widest intervals beyond it stay unguarded. */
+    static final int RANGE_ENTRIES = 1 << 20;
+
+    /** An interval of one field: the and of a definition's range clauses on it (null bound: none). */
+    static final class Interval {
+        final int definition;
+        Object lo;
+        boolean loOpen;
+        Object hi;
+        boolean hiOpen;
+        int first;
+        int last;
+
+        Interval(int definition) {
+            this.definition = definition;
+        }
+
+        void narrow(Leaf leaf) {
+            switch (leaf.op) {
+                case GT:
+                case GTE:
+                    low(leaf.values[0], leaf.op == GT, leaf.kind);
+                    break;
+                case LT:
+                case LTE:
+                    high(leaf.values[0], leaf.op == LT, leaf.kind);
+                    break;
+                default:   // BETWEEN
+                    low(leaf.values[0], false, leaf.kind);
+                    high(leaf.values[1], false, leaf.kind);
+            }
+        }
+
+        private void low(Object value, boolean open, int kind) {
+            int c = lo == null ? -1 : Leaf.compare(kind, lo, value);
+            if (c < 0 || c == 0 && open) {
+                lo = value;
+                loOpen = open;
+            }
+        }
+
+        private void high(Object value, boolean open, int kind) {
+            int c = hi == null ? 1 : Leaf.compare(kind, hi, value);
+            if (c > 0 || c == 0 && open) {
+                hi = value;
+                hiOpen = open;
+            }
+        }
+    }
+
+    static boolean isRange(Leaf leaf) {
+        return (leaf.op == GT || leaf.op == GTE || leaf.op == LT || leaf.op == LTE || leaf.op == BETWEEN)
+                && (leaf.kind == LONG || leaf.kind == MICROS || leaf.kind == DOUBLE || leaf.kind == DECIMAL);
+    }
 
     static int guardMode(Leaf leaf) {
         if ((leaf.op == EQ || leaf.op == IN) && leaf.kind != DOUBLE && leaf.kind != DECIMAL && leaf.kind != STRINGS) {
@@ -314,15 +409,8 @@ public final class Members implements UDF3<Seq<Object>, Row, Long, int[]> {
 
     /** The guard clause of definition ``d`` (an atom index), or -1: an equality first, else a prefix/suffix. */
     int guardOf(int d) {
-        int top = outputs[d];
-        int[] operands = {top};
-        if (op[top] == AND) {
-            operands = java.util.Arrays.copyOfRange(args, arg[top], argEnd[top]);
-        } else if (op[top] != ATOM) {
-            return -1;
-        }
         int best = -1;
-        for (int c : operands) {
+        for (int c : operands(d)) {
             if (op[c] != ATOM || bitOf[arg[c]] >= 0) {
                 continue;
             }
@@ -337,7 +425,107 @@ public final class Members implements UDF3<Seq<Object>, Row, Long, int[]> {
         return best;
     }
 
-    private Guard[] buildGuards() {
+    /** The instructions definition ``d`` is the and of: itself when it is a clause, none when an or/not. */
+    int[] operands(int d) {
+        int top = outputs[d];
+        if (op[top] == AND) {
+            return java.util.Arrays.copyOfRange(args, arg[top], argEnd[top]);
+        }
+        return op[top] == ATOM ? new int[] {top} : new int[0];
+    }
+
+    /** Build the guards and range tables, once per instance, where the rows are evaluated. */
+    synchronized void prepare() {
+        if (guarded != null) {
+            return;
+        }
+        boolean[] marks = new boolean[outputs.length];
+        guards = buildGuards(marks);
+        ranges = buildRanges(marks);
+        guarded = marks;
+    }
+
+    private Range[] buildRanges(boolean[] marks) {
+        java.util.LinkedHashMap<Integer, java.util.List<Interval>> byField = new java.util.LinkedHashMap<>();
+        for (int d = 0; d < outputs.length; d++) {
+            if (marks[d]) {
+                continue;
+            }
+            Interval interval = null;
+            int field = -1;
+            for (int c : operands(d)) {
+                if (op[c] != ATOM || bitOf[arg[c]] >= 0 || !isRange(leaves[arg[c]])) {
+                    continue;
+                }
+                Leaf leaf = leaves[arg[c]];
+                if (field < 0) {
+                    field = leaf.field;
+                    interval = new Interval(d);
+                }
+                if (leaf.field == field) {
+                    interval.narrow(leaf);
+                }
+            }
+            if (interval != null) {
+                byField.computeIfAbsent(field, k -> new java.util.ArrayList<>()).add(interval);
+            }
+        }
+        java.util.List<Range> out = new java.util.ArrayList<>();
+        long budget = RANGE_ENTRIES;
+        for (java.util.Map.Entry<Integer, java.util.List<Interval>> e : byField.entrySet()) {
+            int field = e.getKey();
+            Range r = new Range(field, kinds[field]);
+            java.util.TreeSet<Object> points = new java.util.TreeSet<>((a, b) -> Leaf.compare(r.kind, a, b));
+            for (Interval i : e.getValue()) {
+                if (i.lo != null) {
+                    points.add(i.lo);
+                }
+                if (i.hi != null) {
+                    points.add(i.hi);
+                }
+            }
+            r.points = points.toArray();
+            int slots = 2 * r.points.length + 1;
+            for (Interval i : e.getValue()) {
+                i.first = i.lo == null ? 0 : r.slot(i.lo) + (i.loOpen ? 1 : 0);
+                i.last = i.hi == null ? slots - 1 : r.slot(i.hi) - (i.hiOpen ? 1 : 0);
+            }
+            java.util.List<Interval> narrowFirst = new java.util.ArrayList<>(e.getValue());
+            narrowFirst.sort(java.util.Comparator.comparingInt(i -> Math.max(0, i.last - i.first + 1)));
+            int[] counts = new int[slots];
+            java.util.List<Interval> kept = new java.util.ArrayList<>();
+            for (Interval i : narrowFirst) {
+                int width = Math.max(0, i.last - i.first + 1);
+                if (width > budget) {
+                    break;
+                }
+                budget -= width;
+                kept.add(i);
+                marks[i.definition] = true;
+                for (int k = i.first; k <= i.last; k++) {
+                    counts[k]++;
+                }
+            }
+            if (kept.isEmpty()) {
+                continue;
+            }
+            kept.sort(java.util.Comparator.comparingInt(i -> i.definition));
+            r.slots = new int[slots][];
+            for (int k = 0; k < slots; k++) {
+                r.slots[k] = new int[counts[k]];
+                counts[k] = 0;
+            }
+            for (Interval i : kept) {
+                for (int k = i.first; k <= i.last; k++) {
+                    r.slots[k][counts[k]++] = i.definition;
+                }
+            }
+            out.add(r);
+        }
+        return out.toArray(new Range[0]);
+    }
+
+    private Guard[] buildGuards(boolean[] marks) {
         java.util.LinkedHashMap<Integer, Guard> byKey = new java.util.LinkedHashMap<>();
         for (int d = 0; d < outputs.length; d++) {
             int atom = guardOf(d);
@@ -350,7 +538,7 @@ public final class Members implements UDF3<Seq<Object>, Row, Long, int[]> {
             for (Object v : new java.util.LinkedHashSet<>(List.of(leaf.values))) {
                 g.add(v, d);
             }
-            guarded[d] = true;
+            marks[d] = true;
         }
         return byKey.values().toArray(new Guard[0]);
     }
@@ -387,6 +575,7 @@ public final class Members implements UDF3<Seq<Object>, Row, Long, int[]> {
     @Override
     public int[] call(Seq<Object> words, Row fields, Long barrier) {
         if (scratch == null) {
+            prepare();
             scratch = ThreadLocal.withInitial(() -> new State(kinds.length, op.length, outputs.length));
         }
         State s = scratch.get();
@@ -424,6 +613,12 @@ public final class Members implements UDF3<Seq<Object>, Row, Long, int[]> {
                     String part = g.mode == G_ENDS ? text.substring(n - length) : text.substring(0, length);
                     marked = mark(g.byValue.get(part), found, s.marked, marked);
                 }
+            }
+        }
+        for (Range r : ranges) {
+            Object v = field(s, r.field);
+            if (v != null) {   // every range clause is false on null
+                marked = mark(r.slots[r.slot(v)], found, s.marked, marked);
             }
         }
         int[] hit = s.hit;
