@@ -444,6 +444,40 @@ def iter_delta_events(root: str | Path, run_id: str, definition_id: str,
                 yield event
 
 
+def iter_delta_values(root: str | Path, run_id: str, definition_id: str,
+                      batch_size: int = 10_000):
+    """Yield ``(key, op, event_id, value)`` per event of one definition: ``value`` is the text
+    ``json.dumps(event, separators=(",", ":"), sort_keys=True)`` gives for the event
+    :func:`iter_delta_events` yields, written without building the event: the constant parts
+    once per definition, the payload (already compact JSON with sorted keys) kept as it is
+    when it is ASCII, else read and written again (escaped as json.dumps does)."""
+    import pyarrow.parquet as pq
+
+    marker = read_delta_marker(root, run_id, definition_id)
+    if marker is None:
+        raise FeedgenError(f"{delta_dir(root, run_id, definition_id)}: no {DELTA_MARKER}; "
+                           f"rerun `feedgen generate` for run {run_id}")
+    dumps = functools.partial(json.dumps, separators=(",", ":"), sort_keys=True)
+    head = '{"as_of":' + dumps(marker["as_of"])
+    middle = (',"definition_id":' + dumps(definition_id) + ',"destinations":' + dumps(marker["destinations"])
+              + ',"entity":' + dumps(marker["entity"]) + ',"event_id":')
+    tail = ',"run_id":' + dumps(run_id) + ',"schema_version":1}'
+    ops = {op: ',"op":' + dumps(op) for op in ("add", "update", "remove", "refresh", "join", "leave")}
+    for path in sorted(delta_dir(root, run_id, definition_id).glob("part-*.parquet")):
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_size,
+                                                       columns=["key", "op", "changed", "payload", "event_id"]):
+            columns = [batch.column(name).to_pylist() for name in ("key", "op", "changed", "payload", "event_id")]
+            for key, op, changed, payload, eid in zip(*columns, strict=True):
+                parts = [head]
+                if op == "update":
+                    parts.append(',"changed":' + dumps(list(changed or [])))
+                if op not in ("remove", "leave"):
+                    data = payload if payload.isascii() and "\x7f" not in payload else dumps(json.loads(payload))
+                    parts.append(',"data":' + data)
+                parts += (middle, dumps(eid), ',"key":', dumps(key), ops.get(op) or ',"op":' + dumps(op), tail)
+                yield key, op, eid, "".join(parts)
+
+
 def read_snapshot_rows(root: str | Path, run_id: str, definition_id: str) -> dict[str, dict]:
     """Snapshot as {key: {hash, payload, last_sent}} (pyarrow; for tools and tests)."""
     import pyarrow.parquet as pq
@@ -458,6 +492,7 @@ def read_snapshot_rows(root: str | Path, run_id: str, definition_id: str) -> dic
 
 __all__ = [
     "DEFAULT_REFRESH_AFTER", "DiffTarget", "delta_dir", "diff_definitions", "event_id", "iter_delta_events",
+    "iter_delta_values",
     "list_deltas", "parse_refresh_after", "read_delta_marker", "read_snapshot_rows", "refresh_window",
     "snapshot_and_diff", "snapshot_dir", "staged_snapshot_items",
 ]

@@ -17,7 +17,7 @@ from typing import Any
 
 from feedgen.core.errors import BadInput, RunFailed
 from feedgen.core.runs import crash_point, format_ts, read_run, run_dir, utcnow
-from feedgen.generator.snapshots import iter_delta_events, list_deltas
+from feedgen.generator.snapshots import iter_delta_events, iter_delta_values, list_deltas
 from feedgen.jobs.publish import sync_record
 
 log = logging.getLogger(__name__)
@@ -39,6 +39,18 @@ def run_events(root: str | Path, run_id: str):
             yield from iter_delta_events(root, run_id, marker["definition_id"])
 
 
+def run_messages(root: str | Path, run_id: str):
+    """Every event of a run with event delivery as its Kafka key, value and headers
+    (``encode_event``'s, written without building the event dicts)."""
+    for marker in list_deltas(root, run_id):
+        if not marker.get("send_events", True):
+            continue
+        destinations = ",".join(marker["destinations"]).encode()
+        for key, op, eid, value in iter_delta_values(root, run_id, marker["definition_id"]):
+            yield key.encode(), value.encode(), [("op", op.encode()), ("destinations", destinations),
+                                                 ("event_id", eid.encode())]
+
+
 def _write_outbox(root: str, run_id: str) -> dict[str, Any]:
     folder = run_dir(root, run_id) / "events"
     folder.mkdir(parents=True, exist_ok=True)
@@ -51,8 +63,8 @@ def _write_outbox(root: str, run_id: str) -> dict[str, Any]:
         tmp = folder / f".{def_id}.jsonl.{os.getpid()}.tmp"
         n = 0
         with open(tmp, "w", encoding="utf-8") as fh:
-            for event in iter_delta_events(root, run_id, def_id):
-                fh.write(json.dumps(event, separators=(",", ":"), sort_keys=True) + "\n")
+            for _key, _op, _eid, value in iter_delta_values(root, run_id, def_id):
+                fh.write(value + "\n")
                 n += 1
         os.replace(tmp, target)
         total += n
@@ -89,8 +101,7 @@ def _produce(config: Any, run_id: str) -> dict[str, Any]:
     sent, value_bytes = 0, 0
     started = time.monotonic()
     try:
-        for event in run_events(config.root, run_id):
-            key, value, headers = encode_event(event)
+        for key, value, headers in run_messages(config.root, run_id):
             while True:
                 try:
                     producer.produce(topic, key=key, value=value, headers=headers,
@@ -152,4 +163,4 @@ def emit_run(config: Any, run_id: str) -> dict[str, Any]:
     return record
 
 
-__all__ = ["emit_run", "encode_event", "run_events"]
+__all__ = ["emit_run", "encode_event", "run_events", "run_messages"]

@@ -17,7 +17,7 @@ def item_rows(items: dict[str, dict]) -> list[tuple[str, str, str]]:
     """{key: destination-visible fields} → (key, hash, payload) rows as the generator gives them."""
     rows = []
     for key, fields in sorted(items.items()):
-        payload = json.dumps(fields, sort_keys=True)
+        payload = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
         rows.append((key, hashlib.sha256(payload.encode()).hexdigest(), payload))
     return rows
 

@@ -6,6 +6,7 @@ import random
 from feedgen.generator.snapshots import (
     event_id,
     iter_delta_events,
+    iter_delta_values,
     read_snapshot_rows,
     snapshot_and_diff,
 )
@@ -115,3 +116,22 @@ def test_replaying_a_runs_events_on_the_previous_snapshot_gives_the_new_snapshot
             state[k] = {**state[k], "price": state[k]["price"] + rng.randint(1, 5)}
         for i in range(5):
             state[f"n{n}-{i}"] = {"price": rng.randint(1, 100), "title": "new"}
+
+
+def test_event_values_are_the_events_json_on_hostile_payloads(spark, tmp_path):
+    """Emit writes each event's JSON from the delta rows without building the event: it is
+    byte for byte what json.dumps(event, sort_keys=True) gives, for every op, non-ASCII and
+    control characters, DEL, quotes in keys, nested values and floats."""
+    hostile = ["żółw 😀", "tab\tnew\nline", "del\x7f", 'quote " back \\', "\u2028", "plain"]
+    day1 = {f'o{i}"{s[:2]}': {"title": s, "price": 10.5 + i, "n": i, "nested": {"b": [s, None], "a": 1e-7}}
+            for i, s in enumerate(hostile)}
+    day2 = {k: {**v, "price": v["price"] + 1} for k, v in list(day1.items())[:3]}
+    day2["new\u00e9"] = {"title": "\x00nul", "price": 1e16}
+    _diff(spark, tmp_path, "r1", day1, DAY1)
+    _diff(spark, tmp_path, "r2", day2, DAY2, base="r1")
+    for run_id in ("r1", "r2"):
+        events = list(iter_delta_events(tmp_path, run_id, "google-pl"))
+        values = list(iter_delta_values(tmp_path, run_id, "google-pl"))
+        assert {e["op"] for e in events} >= ({"add"} if run_id == "r1" else {"add", "update", "remove"})
+        assert [(e["key"], e["op"], e["event_id"]) for e in events] == [v[:3] for v in values]
+        assert [json.dumps(e, separators=(",", ":"), sort_keys=True) for e in events] == [v[3] for v in values]
