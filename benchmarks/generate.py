@@ -55,8 +55,8 @@ SELLERS = 1000
 AS_OF = datetime(2026, 11, 22, 3, 5, tzinfo=UTC)
 
 
-def tree_cpu() -> float:
-    """CPU seconds used so far by this process and all its descendants."""
+def tree_cpu() -> dict[int, float]:
+    """CPU seconds used so far by this process and each of its descendants, by pid."""
     tick = os.sysconf("SC_CLK_TCK")
     children: dict[int, list[int]] = {}
     used: dict[int, int] = {}
@@ -72,12 +72,18 @@ def tree_cpu() -> float:
         children.setdefault(int(fields[1]), []).append(int(name))
         # utime stime cutime cstime: reaped workers count in their parent's cutime
         used[int(name)] = sum(int(x) for x in fields[11:15])
-    total, todo = 0, [os.getpid()]
+    out, todo = {}, [os.getpid()]
     while todo:
         pid = todo.pop()
-        total += used.get(pid, 0)
+        out[pid] = used.get(pid, 0) / tick
         todo.extend(children.get(pid, []))
-    return total / tick
+    return out
+
+
+def cpu_since(before: dict[int, float]) -> float:
+    """CPU seconds the process tree used since ``before``: a process that has exited since
+    (a Python worker reaped outside the tree) drops out instead of making the sum negative."""
+    return sum(seconds - before.get(pid, 0.0) for pid, seconds in tree_cpu().items())
 
 
 def timed(fn, repeat: int = 1) -> tuple[float, float]:
@@ -86,7 +92,7 @@ def timed(fn, repeat: int = 1) -> tuple[float, float]:
     for _ in range(repeat):
         cpu, wall = tree_cpu(), time.monotonic()
         fn()
-        runs.append((time.monotonic() - wall, tree_cpu() - cpu))
+        runs.append((time.monotonic() - wall, cpu_since(cpu)))
     return min(runs)
 
 
