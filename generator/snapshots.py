@@ -411,37 +411,45 @@ def _summary(t: DiffTarget, *, run_id: str, as_of: datetime, window: timedelta, 
     }
 
 
-def iter_delta_events(root: str | Path, run_id: str, definition_id: str,
-                      batch_size: int = 10_000):
-    """Yield the events of one definition as ARCHITECTURE.md values (dicts), read with pyarrow."""
-    import pyarrow.parquet as pq
-
+def _delta_marker(root: str | Path, run_id: str, definition_id: str) -> dict[str, Any]:
     marker = read_delta_marker(root, run_id, definition_id)
     if marker is None:
         raise FeedgenError(f"{delta_dir(root, run_id, definition_id)}: no {DELTA_MARKER}; "
                            f"rerun `feedgen generate` for run {run_id}")
-    folder = delta_dir(root, run_id, definition_id)
-    files = sorted(folder.glob("part-*.parquet"))
-    for path in files:
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_size):
-            for row in batch.to_pylist():
-                op = row["op"]
-                event = {
-                    "schema_version": 1,
-                    "event_id": row["event_id"],
-                    "run_id": run_id,
-                    "definition_id": definition_id,
-                    "destinations": marker["destinations"],
-                    "entity": marker["entity"],
-                    "key": row["key"],
-                    "op": op,
-                    "as_of": marker["as_of"],
-                }
-                if op == "update":
-                    event["changed"] = list(row["changed"] or [])
-                if op not in ("remove", "leave"):
-                    event["data"] = json.loads(row["payload"])
-                yield event
+    return marker
+
+
+def _delta_batches(root: str | Path, run_id: str, definition_id: str, batch_size: int, columns=None):
+    """The record batches of one definition's delta files, in file order."""
+    import pyarrow.parquet as pq
+
+    for path in sorted(delta_dir(root, run_id, definition_id).glob("part-*.parquet")):
+        yield from pq.ParquetFile(path).iter_batches(batch_size=batch_size, columns=columns)
+
+
+def iter_delta_events(root: str | Path, run_id: str, definition_id: str,
+                      batch_size: int = 10_000):
+    """Yield the events of one definition as ARCHITECTURE.md values (dicts), read with pyarrow."""
+    marker = _delta_marker(root, run_id, definition_id)
+    for batch in _delta_batches(root, run_id, definition_id, batch_size):
+        for row in batch.to_pylist():
+            op = row["op"]
+            event = {
+                "schema_version": 1,
+                "event_id": row["event_id"],
+                "run_id": run_id,
+                "definition_id": definition_id,
+                "destinations": marker["destinations"],
+                "entity": marker["entity"],
+                "key": row["key"],
+                "op": op,
+                "as_of": marker["as_of"],
+            }
+            if op == "update":
+                event["changed"] = list(row["changed"] or [])
+            if op not in ("remove", "leave"):
+                event["data"] = json.loads(row["payload"])
+            yield event
 
 
 def iter_delta_values(root: str | Path, run_id: str, definition_id: str,
@@ -451,31 +459,25 @@ def iter_delta_values(root: str | Path, run_id: str, definition_id: str,
     :func:`iter_delta_events` yields, written without building the event: the constant parts
     once per definition, the payload (already compact JSON with sorted keys) kept as it is
     when it is ASCII, else read and written again (escaped as json.dumps does)."""
-    import pyarrow.parquet as pq
-
-    marker = read_delta_marker(root, run_id, definition_id)
-    if marker is None:
-        raise FeedgenError(f"{delta_dir(root, run_id, definition_id)}: no {DELTA_MARKER}; "
-                           f"rerun `feedgen generate` for run {run_id}")
+    marker = _delta_marker(root, run_id, definition_id)
     dumps = functools.partial(json.dumps, separators=(",", ":"), sort_keys=True)
     head = '{"as_of":' + dumps(marker["as_of"])
     middle = (',"definition_id":' + dumps(definition_id) + ',"destinations":' + dumps(marker["destinations"])
               + ',"entity":' + dumps(marker["entity"]) + ',"event_id":')
     tail = ',"run_id":' + dumps(run_id) + ',"schema_version":1}'
-    ops = {op: ',"op":' + dumps(op) for op in ("add", "update", "remove", "refresh", "join", "leave")}
-    for path in sorted(delta_dir(root, run_id, definition_id).glob("part-*.parquet")):
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_size,
-                                                       columns=["key", "op", "changed", "payload", "event_id"]):
-            columns = [batch.column(name).to_pylist() for name in ("key", "op", "changed", "payload", "event_id")]
-            for key, op, changed, payload, eid in zip(*columns, strict=True):
-                parts = [head]
-                if op == "update":
-                    parts.append(',"changed":' + dumps(list(changed or [])))
-                if op not in ("remove", "leave"):
-                    data = payload if payload.isascii() and "\x7f" not in payload else dumps(json.loads(payload))
-                    parts.append(',"data":' + data)
-                parts += (middle, dumps(eid), ',"key":', dumps(key), ops.get(op) or ',"op":' + dumps(op), tail)
-                yield key, op, eid, "".join(parts)
+    ops = {op: ',"op":' + dumps(op) for op in EVENT_OPS}
+    names = ("key", "op", "changed", "payload", "event_id")
+    for batch in _delta_batches(root, run_id, definition_id, batch_size, list(names)):
+        columns = [batch.column(name).to_pylist() for name in names]
+        for key, op, changed, payload, eid in zip(*columns, strict=True):
+            parts = [head]
+            if op == "update":
+                parts.append(',"changed":' + dumps(list(changed or [])))
+            if op not in ("remove", "leave"):
+                data = payload if payload.isascii() and "\x7f" not in payload else dumps(json.loads(payload))
+                parts.append(',"data":' + data)
+            parts += (middle, dumps(eid), ',"key":', dumps(key), ops.get(op) or ',"op":' + dumps(op), tail)
+            yield key, op, eid, "".join(parts)
 
 
 def read_snapshot_rows(root: str | Path, run_id: str, definition_id: str) -> dict[str, dict]:

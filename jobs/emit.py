@@ -26,10 +26,12 @@ log = logging.getLogger(__name__)
 def encode_event(event: dict[str, Any]) -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
     """Kafka key, value and headers of one event (ARCHITECTURE.md "Delta events")."""
     value = json.dumps(event, separators=(",", ":"), sort_keys=True).encode()
-    headers = [("op", event["op"].encode()),
-               ("destinations", ",".join(event["destinations"]).encode()),
-               ("event_id", event["event_id"].encode())]
-    return event["key"].encode(), value, headers
+    return event["key"].encode(), value, _headers(event["op"], event["destinations"], event["event_id"])
+
+
+def _headers(op: str, destinations: list[str], event_id: str) -> list[tuple[str, bytes]]:
+    return [("op", op.encode()), ("destinations", ",".join(destinations).encode()),
+            ("event_id", event_id.encode())]
 
 
 def run_events(root: str | Path, run_id: str):
@@ -45,10 +47,8 @@ def run_messages(root: str | Path, run_id: str):
     for marker in list_deltas(root, run_id):
         if not marker.get("send_events", True):
             continue
-        destinations = ",".join(marker["destinations"]).encode()
         for key, op, eid, value in iter_delta_values(root, run_id, marker["definition_id"]):
-            yield key.encode(), value.encode(), [("op", op.encode()), ("destinations", destinations),
-                                                 ("event_id", eid.encode())]
+            yield key.encode(), value.encode(), _headers(op, marker["destinations"], eid)
 
 
 def _write_outbox(root: str, run_id: str) -> dict[str, Any]:
