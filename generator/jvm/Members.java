@@ -362,6 +362,11 @@ public final class Members implements UDF3<Seq<Object>, Row, Long, int[]> {
             this.definition = definition;
         }
 
+        /** The number of slots it covers (0: empty). */
+        int width() {
+            return Math.max(0, last - first + 1);
+        }
+
         void narrow(Leaf leaf) {
             switch (leaf.op) {
                 case GT:
@@ -491,15 +496,14 @@ public final class Members implements UDF3<Seq<Object>, Row, Long, int[]> {
                 i.last = i.hi == null ? slots - 1 : r.slot(i.hi) - (i.hiOpen ? 1 : 0);
             }
             java.util.List<Interval> narrowFirst = new java.util.ArrayList<>(e.getValue());
-            narrowFirst.sort(java.util.Comparator.comparingInt(i -> Math.max(0, i.last - i.first + 1)));
+            narrowFirst.sort(java.util.Comparator.comparingInt(Interval::width));
             int[] counts = new int[slots];
             java.util.List<Interval> kept = new java.util.ArrayList<>();
             for (Interval i : narrowFirst) {
-                int width = Math.max(0, i.last - i.first + 1);
-                if (width > budget) {
+                if (i.width() > budget) {
                     break;
                 }
-                budget -= width;
+                budget -= i.width();
                 kept.add(i);
                 marks[i.definition] = true;
                 for (int k = i.first; k <= i.last; k++) {
