@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pyspark.sql import Column, DataFrame
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
@@ -35,13 +35,16 @@ def validate_events(events: TypedSource, good_customer_ids: DataFrame) -> TypedS
 def _history(df: DataFrame, struct_type: T.StructType, name: str, id_field: str) -> DataFrame:
     """Group a history source per customer into an array of structs sorted by (ts, id)."""
     fields = [f.name for f in struct_type.fields]
-
-    def by_time(a: Column, b: Column) -> Column:
-        return (F.when(a.ts < b.ts, -1).when(a.ts > b.ts, 1)
-                .when(a[id_field] < b[id_field], -1).when(a[id_field] > b[id_field], 1).otherwise(0))
-
-    grouped = df.groupBy("customer_id").agg(
-        F.array_sort(F.collect_list(F.struct(*[F.col(f) for f in fields])), by_time).alias(name))
+    items = F.collect_list(F.struct(*[F.col(f) for f in fields]))
+    # sort_array on (ts, id, position) compares with Spark's ordering of structs; array_sort with a
+    # comparator lambda evaluates the lambda per comparison, and ties on (ts, id) came out in
+    # any order. The struct itself may hold a map (events' properties), which has no order: the
+    # sort takes the positions, and the items are picked by position afterwards.
+    grouped = df.groupBy("customer_id").agg(items.alias("_items")).select(
+        "customer_id", F.transform(
+            F.sort_array(F.transform("_items", lambda x, i: F.struct(x.ts.alias("ts"), x[id_field].alias("id"),
+                                                                      i.alias("i")))),
+            lambda k: F.col("_items")[k.i]).alias(name))
     return grouped.select(F.col("customer_id").alias(f"_{name}_cid"), F.col(name).cast(T.ArrayType(struct_type)))
 
 

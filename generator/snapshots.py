@@ -276,7 +276,9 @@ def _base_snapshots(spark, root: Path, run_id: str, targets: Sequence[DiffTarget
     # one scan of every folder (a union of one scan per definition costs seconds per hundred to
     # plan); a row's definition is its file's folder name, URI-escaped in the file's path
     y = spark.read.schema(_SNAPSHOT_SCHEMA).parquet(*folders)
-    folder = F.regexp_extract(F.col("_metadata.file_path"), r"([^/]+)/[^/]+$", 1)
+    # the folder: the path's last but one part (substring_index, not a regular expression
+    # anchored at the end, which java.util.regex tries from every position of the path)
+    folder = F.substring_index(F.substring_index(F.col("_metadata.file_path"), "/", -2), "/", 1)
     return y.select(F.url_decode(F.replace(folder, F.lit("+"), F.lit("%2B"))).alias("definition_id"),
                     "key", "hash", "payload", "last_sent")
 

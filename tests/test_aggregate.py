@@ -55,6 +55,7 @@ def test_bad_offer_rows_are_quarantined_with_one_reason_each(spark, sellers):
     offers = typed(spark, "offers", [
         offer("o1"),
         offer(None),
+        offer(None, price="12.00"),
         offer("o3", price="-1.00"),
         offer("o4", price="12,99 zł"),
         offer("o5", currency="XYZ"),
@@ -69,6 +70,7 @@ def test_bad_offer_rows_are_quarantined_with_one_reason_each(spark, sellers):
         ("o1", Decimal("11.00"), None),
         ("o1", Decimal("10.00"), "duplicate offer_id"),
         (None, Decimal("10.00"), "missing offer_id"),
+        (None, Decimal("12.00"), "missing offer_id"),
         ("o3", Decimal("-1.00"), "negative price_amount"),
         ("o4", None, "invalid price_amount: not a decimal(18,2)"),
         ("o5", Decimal("10.00"), "unknown price_currency"),
@@ -168,6 +170,25 @@ def test_customer_aggregate_nests_histories_sorted_by_time_with_derived_fields(s
     ], "customer_id string, order_ids array<string>, orders_count long, orders_total decimal(18,2), "
        "first_order_at timestamp, last_order_at timestamp, events_count long")
     assert_df_equality(got, expected, ignore_row_order=True, ignore_nullable=True)
+
+
+def test_histories_break_equal_times_by_id_and_keep_every_field(spark):
+    customers = typed(spark, "customers", [("c1", "a@x.pl")], "customer_id string, email string")
+    good_ids = customers.df.select("customer_id")
+    orders = cust.validate_orders(typed(spark, "orders", [
+        (f"o{n}", "c1", "101", f"{n}.00", ts(9 - n % 3)) for n in range(9, 0, -1)
+    ], "order_id string, customer_id string, store_id string, amount string, ts timestamp"), good_ids)
+    events = cust.validate_events(typed(spark, "events", [
+        ("e2", "c1", "view", {"sku": "b"}, ts(4)), ("e1", "c1", "cart", {"sku": "a", "n": "2"}, ts(4)),
+        ("e9", "c1", "view", {}, ts(3)), (None, "c1", "view", None, ts(4)),
+    ], "event_id string, customer_id string, type string, properties map<string,string>, ts timestamp"), good_ids)
+    agg = cust.build_customer_aggregate(customers.df, orders.df.where(F.col(REASON).isNull()),
+                                        events.df.where(F.col(REASON).isNull())).collect()[0]
+    by_time = sorted(range(1, 10), key=lambda n: (9 - n % 3, f"o{n}"))
+    assert [(o.order_id, o.amount) for o in agg.orders] == [(f"o{n}", Decimal(f"{n}.00")) for n in by_time]
+    # a null id sorts first among equal times; the properties map travels with its event
+    assert [(e.event_id, e.type, e.properties) for e in agg.events] == [
+        ("e9", "view", {}), (None, "view", None), ("e1", "cart", {"sku": "a", "n": "2"}), ("e2", "view", {"sku": "b"})]
 
 
 @pytest.fixture(scope="module")
