@@ -507,19 +507,32 @@ def apply_pick_one_per(df, definitions: Sequence[Definition], key: str, *, user_
         F.arrays_overlap(F.col(MATCHES), F.array(*[F.lit(i) for i in picking])))
     base = _with_validity(candidates, definitions, picking, sorted(tops),
                           user_templates_dir=user_templates_dir, jvm=jvm)
-    picks = None
-    for (pick, order_by), idx in sorted(groups.items()):
-        pick_key, ordered, orders = pick_columns(pick, order_by, key)
-        cand = base.select(F.col(key).alias("_k"), pick_key.alias("_pk"), *ordered,
-                           F.col(VALID), F.explode(F.array_intersect(F.col(MATCHES), F.array(*[F.lit(i) for i in idx]))).alias("_d"))
-        group = Window.partitionBy("_d", "_pk")
-        # first the rows the template renders, each group in order_by order; _rn0 is the rank
-        # by order_by alone: a winner with _rn0 > 1 is a runner-up
-        ok = F.array_contains(F.col(VALID), F.col("_d"))
-        ranked = (cand.withColumn("_rn", F.row_number().over(group.orderBy(ok.desc(), *orders, "_k")))
-                  .withColumn("_rn0", F.row_number().over(group.orderBy(*orders, "_k"))))
-        found = ranked.where("_rn > 1 OR _rn0 > 1").select("_k", "_d", (F.col("_rn") > 1).alias("_lost"))
-        picks = found if picks is None else picks.unionByName(found)
+    # Every group ranked in one shuffle and one pair of windows (a union of one ranking per
+    # group ran the candidates' membership and validity once per group): a row of definition
+    # _d is ranked by its group's pick key and order columns, and the order columns of the
+    # other groups are null in its whole window, so they tie.
+    ordered_groups = sorted(groups.items())
+    per_group = [pick_columns(pick, order_by, key, prefix=f"_o{g}_") for g, ((pick, order_by), _) in enumerate(ordered_groups)]
+    cand = base.select(F.col(key).alias("_k"), *[pk.alias(f"_pk{g}") for g, (pk, _, _) in enumerate(per_group)],
+                       *[c for _, ordered, _ in per_group for c in ordered], F.col(VALID),
+                       F.explode(F.array_intersect(F.col(MATCHES), F.array(*[F.lit(i) for i in picking]))).alias("_d"))
+    in_group = [F.col("_d").isin(*idx) for _, idx in ordered_groups]
+    pick_key = F.col("_pk0")
+    for g in range(1, len(per_group)):
+        pick_key = F.when(in_group[g], F.col(f"_pk{g}")).otherwise(pick_key)
+    cand = cand.withColumn("_pk", pick_key)
+    orders = [o for _, _, group_orders in per_group for o in group_orders]
+    if len(per_group) > 1:
+        cand = cand.select("_k", "_pk", "_d", VALID, *[
+            F.when(in_group[g], F.col(f"_o{g}_{n}")).alias(f"_o{g}_{n}")
+            for g, (_, ordered, _) in enumerate(per_group) for n in range(len(ordered))])
+    group = Window.partitionBy("_d", "_pk")
+    # first the rows the template renders, each group in order_by order; _rn0 is the rank
+    # by order_by alone: a winner with _rn0 > 1 is a runner-up
+    ok = F.array_contains(F.col(VALID), F.col("_d"))
+    ranked = (cand.withColumn("_rn", F.row_number().over(group.orderBy(ok.desc(), *orders, "_k")))
+              .withColumn("_rn0", F.row_number().over(group.orderBy(*orders, "_k"))))
+    picks = ranked.where("_rn > 1 OR _rn0 > 1").select("_k", "_d", (F.col("_rn") > 1).alias("_lost"))
     # collect_list leaves the nulls of `when` out
     changed = picks.groupBy("_k").agg(F.collect_list(F.when(F.col("_lost"), F.col("_d"))).alias("_drop"),
                                       F.collect_list(F.when(~F.col("_lost"), F.col("_d"))).alias("_runner"))
@@ -530,15 +543,15 @@ def apply_pick_one_per(df, definitions: Sequence[Definition], key: str, *, user_
     return out.drop("_k", "_drop", "_runner")
 
 
-def pick_columns(pick: str, order_by: Sequence[str], key: str) -> tuple[Any, list, list]:
+def pick_columns(pick: str, order_by: Sequence[str], key: str, prefix: str = "_o") -> tuple[Any, list, list]:
     """What ``pick_one_per`` ranks by: the group column ``_pk`` (a missing pick key is a group of
-    its own: the entity is kept), the ``order_by`` columns to select (``_o0``, ``_o1`` ...) and
-    the window's ordering of them (the tie is then broken by the key, ``_k``)."""
+    its own: the entity is kept), the ``order_by`` columns to select (``<prefix>0``,
+    ``<prefix>1`` ...) and the window's ordering of them (the tie is then broken by the key, ``_k``)."""
     from pyspark.sql import functions as F
 
     pick_key = F.coalesce(F.col(pick).cast("string"), F.concat(F.lit("\u0000"), F.col(key)))
-    ordered = [F.col(o.lstrip("-")).alias(f"_o{n}") for n, o in enumerate(order_by)]
-    orders = [(F.col(f"_o{n}").desc_nulls_last() if o.startswith("-") else F.col(f"_o{n}").asc_nulls_last())
+    ordered = [F.col(o.lstrip("-")).alias(f"{prefix}{n}") for n, o in enumerate(order_by)]
+    orders = [(F.col(f"{prefix}{n}").desc_nulls_last() if o.startswith("-") else F.col(f"{prefix}{n}").asc_nulls_last())
               for n, o in enumerate(order_by)]
     return pick_key, ordered, orders
 

@@ -111,13 +111,18 @@ def test_every_feed_holds_exactly_its_matching_offers_in_parseable_xml(spark, tm
 def test_pick_one_per_keeps_one_offer_per_key_by_order_ascending_and_descending(spark, tmp_path):
     prices = {1: "30.00", 2: "10.00", 3: "20.00", 4: "5.00", 5: "7.00"}
     products = {1: "p-a", 2: "p-a", 3: "p-a", 4: "p-b", 5: None}
-    offers = [offer(n, product_id=products[n], price={"amount": Decimal(p), "currency": "PLN"})
-              for n, p in prices.items()]
+    brands = {1: "Acme", 2: "Acme", 3: "Zed", 4: "Zed", 5: "Zed"}
+    stocks = {1: 9, 2: 1, 3: 4, 4: 4, 5: 2}
+    offers = [offer(n, product_id=products[n], brand=brands[n], stock=stocks[n],
+                    price={"amount": Decimal(p), "currency": "PLN"}) for n, p in prices.items()]
     stats = generate(spark, tmp_path, offers, {"feeds": [
         {"id": "cheapest", "template": "google_merchant_rss", "pick_one_per": "product_id",
          "order_by": ["price.amount"]},
         {"id": "dearest", "template": "google_merchant_rss", "pick_one_per": "product_id",
          "order_by": ["-price.amount"]},
+        # another pick key, and two order columns of other types: most stock, then cheapest
+        {"id": "per-brand", "template": "google_merchant_rss", "pick_one_per": "brand",
+         "order_by": ["-stock", "price.amount"]},
         {"id": "everything", "template": "google_merchant_rss"},
     ]})
 
@@ -127,6 +132,7 @@ def test_pick_one_per_keeps_one_offer_per_key_by_order_ascending_and_descending(
     # an offer without a product is a group of its own, so it stays
     assert ids("cheapest") == ["o-2", "o-4", "o-5"]
     assert ids("dearest") == ["o-1", "o-4", "o-5"]
+    assert ids("per-brand") == ["o-1", "o-4"]   # Zed: o-3 and o-4 have 4 in stock, o-4 is cheaper
     assert ids("everything") == ["o-1", "o-2", "o-3", "o-4", "o-5"]
 
 
