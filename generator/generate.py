@@ -577,12 +577,12 @@ def _with_validity(df, definitions: Sequence[Definition], idx: Sequence[int], ke
     by_renderer: dict[tuple, list[int]] = defaultdict(list)
     for i in idx:
         by_renderer[renderer_key(definitions[i].template, definitions[i].options)].append(i)
-    column_of: dict[int, str] = {}
+    names_ids: list[tuple[str, list[int]]] = []
     on_jvm, in_python = [], []
     for n, ids in enumerate(by_renderer.values()):
         d = definitions[ids[0]]
         name = f"_fg_v{n}"
-        column_of.update(dict.fromkeys(ids, name))
+        names_ids.append((name, ids))
         of_these = F.arrays_overlap(F.col(MATCHES), F.array(*[F.lit(i) for i in ids]))
         if jvm and jvm_renderable(spark, d.template, d.options, df.schema):
             on_jvm.append(F.when(of_these, render_column(d.template, d.options, payload=False).getField("text").isNotNull())
@@ -594,8 +594,11 @@ def _with_validity(df, definitions: Sequence[Definition], idx: Sequence[int], ke
     if in_python:
         schema = T.StructType([*out.schema.fields, *[T.StructField(n, T.BooleanType()) for n, _, _ in in_python]])
         out = out.mapInArrow(_valid_in_python(in_python, inputs), schema)
-    valid = F.array_compact(F.array(*[F.when(F.array_contains(F.col(MATCHES), i) & F.coalesce(F.col(c), F.lit(False)),
-                                             F.lit(i)) for i, c in column_of.items()]))
+    # per renderer (a few), not per definition (a CASE per pick definition ran interpreted)
+    empty = F.array().cast("array<int>")
+    valid = F.flatten(F.array(*[
+        F.when(F.coalesce(F.col(name), F.lit(False)), F.array_intersect(F.col(MATCHES), F.array(*[F.lit(i) for i in ids])))
+        .otherwise(empty) for name, ids in names_ids]))
     return out.select(*keep, MATCHES, valid.alias(VALID))
 
 
