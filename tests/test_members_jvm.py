@@ -170,3 +170,24 @@ def test_definitions_guarded_by_a_range_match_spark(spark):
     differ = [(trees[d], k) for k in in_spark for d in set(in_java[k]) ^ set(in_spark[k])]
     assert not differ, differ[:5]
     assert sum(map(len, in_spark.values())) > 500
+
+
+def test_definitions_sharing_a_common_value_are_guarded_by_their_own_range_or_suffix_and_match_spark(spark):
+    """Thirty feeds each "b is true" and its own band or id suffix: Members.java guards each
+    by the clause whose values the fewest definitions share (its band, past SHARED_GUARD
+    sharers of the equality; its suffix), not by the equality every one of them lists; the
+    rows they take are Spark's."""
+    common = Compare(field="b", op="eq", value=True)
+    bands = [Between(field="m", low=Decimal(i), high=Decimal(i) + Decimal("2.5")) for i in range(-2, 10)]
+    trees = [And((common, band)) for band in bands]
+    trees += [And((common, StringMatch(field="id", op="ends_with", value=str(i)))) for i in range(10)]
+    trees += [And((common, Compare(field="n", op="lt", value=i), Not(In(field="s", values=tuple(VALUES["s"][2:4])))))
+              for i in range(6)]
+    trees += [common, And((common, Compare(field="x", op="gt", value=0.5)))]
+    definitions = [Definition(id=f"d{i}", kind="segment", entity="customer", where=t) for i, t in enumerate(trees)]
+    df = dataframe(spark, SCHEMA, _rows(120))
+    in_java = {r["id"]: r[MATCHES] for r in add_membership(df, definitions, AS_OF).collect()}
+    in_spark = {r["id"]: r[MATCHES] for r in add_membership(df, definitions, AS_OF, jvm=False).collect()}
+    differ = [(trees[d], k) for k in in_spark for d in set(in_java[k]) ^ set(in_spark[k])]
+    assert not differ, differ[:5]
+    assert sum(map(len, in_spark.values())) > 100

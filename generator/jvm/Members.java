@@ -309,6 +309,7 @@ public final class Members implements UDF3<Seq<Object>, Row, Long, int[]> {
     private transient Guard[] guards;
     private transient Range[] ranges;
     private transient boolean[] guarded;   // per definition: whether a guard or a range lists it
+    private transient int[] unguarded;     // the definitions no guard lists, ascending: every row evaluates them
 
     /** Range guards: a definition not guarded by an equality or a prefix/suffix, whose clauses
      * bound one number or timestamp field (gt/gte/lt/lte/between, and-ed: a price band), is
@@ -412,22 +413,63 @@ public final class Members implements UDF3<Seq<Object>, Row, Long, int[]> {
         return leaf.op == ENDS ? G_ENDS : leaf.op == STARTS ? G_STARTS : -1;
     }
 
-    /** The guard clause of definition ``d`` (an atom index), or -1: an equality first, else a prefix/suffix. */
-    int guardOf(int d) {
+    /** Past this many definitions sharing its values, an equality or prefix/suffix is a worse
+     * guard than a range clause of the same definition. */
+    static final int SHARED_GUARD = 16;
+
+    /** The guard clause of definition ``d`` (an atom index), or -1. Of its equalities and
+     * prefix/suffix clauses, the one whose values the fewest definitions share (``shared``,
+     * by field, mode and value; an equality on a tie): a value that every in-stock feed lists
+     * finds them all in every in-stock row, a seller slice or an id suffix finds a few. -1 when
+     * it has none, or when even the best is shared by more than SHARED_GUARD definitions and
+     * ``d`` has a range clause, which buildRanges then guards it by. */
+    int guardOf(int d, HashMap<List<Object>, Integer> shared) {
         int best = -1;
+        int bestCost = Integer.MAX_VALUE;
+        boolean bestEq = false;
+        boolean ranged = false;
         for (int c : operands(d)) {
             if (op[c] != ATOM || bitOf[arg[c]] >= 0) {
                 continue;
             }
-            int mode = guardMode(leaves[arg[c]]);
-            if (mode == G_EQ) {
-                return arg[c];
+            Leaf leaf = leaves[arg[c]];
+            ranged |= isRange(leaf);
+            int mode = guardMode(leaf);
+            if (mode < 0) {
+                continue;
             }
-            if (mode >= 0 && best < 0) {
+            int cost = 0;
+            for (Object v : leaf.values) {
+                cost = Math.max(cost, shared.getOrDefault(List.of(leaf.field, mode, v), 0));
+            }
+            boolean eq = mode == G_EQ;
+            if (cost < bestCost || cost == bestCost && eq && !bestEq) {
                 best = arg[c];
+                bestCost = cost;
+                bestEq = eq;
             }
         }
-        return best;
+        return best >= 0 && bestCost > SHARED_GUARD && ranged ? -1 : best;
+    }
+
+    /** Per (field, guard mode, value): how many definitions have a clause that could guard them by it. */
+    HashMap<List<Object>, Integer> sharedGuardValues() {
+        HashMap<List<Object>, Integer> shared = new HashMap<>();
+        for (int d = 0; d < outputs.length; d++) {
+            java.util.HashSet<List<Object>> mine = new java.util.HashSet<>();
+            for (int c : operands(d)) {
+                if (op[c] == ATOM && bitOf[arg[c]] < 0 && guardMode(leaves[arg[c]]) >= 0) {
+                    Leaf leaf = leaves[arg[c]];
+                    for (Object v : leaf.values) {
+                        mine.add(List.of(leaf.field, guardMode(leaf), v));
+                    }
+                }
+            }
+            for (List<Object> key : mine) {
+                shared.merge(key, 1, Integer::sum);
+            }
+        }
+        return shared;
     }
 
     /** The instructions definition ``d`` is the and of: itself when it is a clause, none when an or/not. */
@@ -447,6 +489,7 @@ public final class Members implements UDF3<Seq<Object>, Row, Long, int[]> {
         boolean[] marks = new boolean[outputs.length];
         guards = buildGuards(marks);
         ranges = buildRanges(marks);
+        unguarded = java.util.stream.IntStream.range(0, marks.length).filter(d -> !marks[d]).toArray();
         guarded = marks;
     }
 
@@ -531,8 +574,9 @@ public final class Members implements UDF3<Seq<Object>, Row, Long, int[]> {
 
     private Guard[] buildGuards(boolean[] marks) {
         java.util.LinkedHashMap<Integer, Guard> byKey = new java.util.LinkedHashMap<>();
+        HashMap<List<Object>, Integer> shared = sharedGuardValues();
         for (int d = 0; d < outputs.length; d++) {
-            int atom = guardOf(d);
+            int atom = guardOf(d, shared);
             if (atom < 0) {
                 continue;
             }
@@ -625,15 +669,25 @@ public final class Members implements UDF3<Seq<Object>, Row, Long, int[]> {
                 marked = mark(r.slots[r.slot(v)], found, s.marked, marked);
             }
         }
+        // the unguarded definitions and those a guard found, not a walk over every definition:
+        // of a thousand guarded feeds a row is in a few
         int[] hit = s.hit;
         int count = 0;
-        for (int d = 0; d < outputs.length; d++) {
-            if ((!guarded[d] || found[d]) && value(outputs[d], s)) {
+        for (int d : unguarded) {
+            if (value(outputs[d], s)) {
                 hit[count++] = d;
             }
         }
+        boolean merge = count > 0;
         for (int i = 0; i < marked; i++) {
-            found[s.marked[i]] = false;
+            int d = s.marked[i];
+            found[d] = false;
+            if (value(outputs[d], s)) {
+                hit[count++] = d;
+            }
+        }
+        if (merge || marked > 1) {
+            java.util.Arrays.sort(hit, 0, count);
         }
         return java.util.Arrays.copyOf(hit, count);
     }
