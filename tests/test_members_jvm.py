@@ -94,6 +94,19 @@ LEAVES = [
 ]
 
 
+
+def _java_agrees_with_spark(spark, trees: list, rows: int = 60) -> dict:
+    """Each tree a definition, evaluated over ``rows`` rows by Members.java and by Spark: the
+    same definitions, in the same order, for every row; Spark's per row id."""
+    definitions = [Definition(id=f"d{i}", kind="segment", entity="customer", where=t) for i, t in enumerate(trees)]
+    df = dataframe(spark, SCHEMA, _rows(rows))
+    in_java = {r["id"]: r[MATCHES] for r in add_membership(df, definitions, AS_OF).collect()}
+    in_spark = {r["id"]: r[MATCHES] for r in add_membership(df, definitions, AS_OF, jvm=False).collect()}
+    differ = [(trees[d], k) for k in in_spark for d in set(in_java[k]) ^ set(in_spark[k])]
+    assert not differ, differ[:5]
+    assert in_java == in_spark
+    return in_spark
+
 def test_every_leaf_the_jvm_takes_matches_spark(spark):
     leaves = JvmLeaves(SCHEMA, AS_OF)
     assert all(leaves.add(leaf) is not None for leaf in LEAVES)  # each of them evaluated in Java
@@ -103,12 +116,7 @@ def test_every_leaf_the_jvm_takes_matches_spark(spark):
              # a mix with clauses Spark keeps: ignore_case, a regex
              And((Compare(field="s", op="eq", value="A", ignore_case=True), Regex(field="s", pattern="^a"))),
              Or((Regex(field="s", pattern="b$"), Compare(field="n", op="gt", value=0)))]
-    definitions = [Definition(id=f"d{i}", kind="segment", entity="customer", where=t) for i, t in enumerate(trees)]
-    df = dataframe(spark, SCHEMA, _rows())
-    in_java = {r["id"]: r[MATCHES] for r in add_membership(df, definitions, AS_OF).collect()}
-    in_spark = {r["id"]: r[MATCHES] for r in add_membership(df, definitions, AS_OF, jvm=False).collect()}
-    differ = [(trees[d], k) for k in in_spark for d in set(in_java[k]) ^ set(in_spark[k])]
-    assert not differ, differ[:5]
+    in_spark = _java_agrees_with_spark(spark, trees)
     assert any(in_spark.values()) and not all(len(v) == len(trees) for v in in_spark.values())
 
 
@@ -135,11 +143,7 @@ def test_definitions_guarded_by_a_looked_up_clause_match_spark(spark):
                  StringMatch(field="id", op="ends_with", value=f"{i % 10}{i % 3}")][i % 6]
         trees.append(And((other, scope)) if i % 4 else scope)
     trees += [Or((trees[0], trees[1])), Not(trees[2]), Compare(field="x", op="gt", value=0)]
-    definitions = [Definition(id=f"d{i}", kind="segment", entity="customer", where=t) for i, t in enumerate(trees)]
-    df = dataframe(spark, SCHEMA, _rows(120))
-    in_java = {r["id"]: r[MATCHES] for r in add_membership(df, definitions, AS_OF).collect()}
-    in_spark = {r["id"]: r[MATCHES] for r in add_membership(df, definitions, AS_OF, jvm=False).collect()}
-    assert in_java == in_spark
+    in_spark = _java_agrees_with_spark(spark, trees, 120)
     assert sum(map(len, in_spark.values())) > 100
 
 
@@ -163,12 +167,7 @@ def test_definitions_guarded_by_a_range_match_spark(spark):
                    Compare(field="n", op="lt", value=5), Compare(field="x", op="lte", value=1.5))),
               Between(field="n", low=5, high=4),
               And((Compare(field="x", op="lt", value=1.5), Compare(field="x", op="gte", value=1.5)))]
-    definitions = [Definition(id=f"d{i}", kind="segment", entity="customer", where=t) for i, t in enumerate(trees)]
-    df = dataframe(spark, SCHEMA, _rows(120))
-    in_java = {r["id"]: r[MATCHES] for r in add_membership(df, definitions, AS_OF).collect()}
-    in_spark = {r["id"]: r[MATCHES] for r in add_membership(df, definitions, AS_OF, jvm=False).collect()}
-    differ = [(trees[d], k) for k in in_spark for d in set(in_java[k]) ^ set(in_spark[k])]
-    assert not differ, differ[:5]
+    in_spark = _java_agrees_with_spark(spark, trees, 120)
     assert sum(map(len, in_spark.values())) > 500
 
 
@@ -184,10 +183,5 @@ def test_definitions_sharing_a_common_value_are_guarded_by_their_own_range_or_su
     trees += [And((common, Compare(field="n", op="lt", value=i), Not(In(field="s", values=tuple(VALUES["s"][2:4])))))
               for i in range(6)]
     trees += [common, And((common, Compare(field="x", op="gt", value=0.5)))]
-    definitions = [Definition(id=f"d{i}", kind="segment", entity="customer", where=t) for i, t in enumerate(trees)]
-    df = dataframe(spark, SCHEMA, _rows(120))
-    in_java = {r["id"]: r[MATCHES] for r in add_membership(df, definitions, AS_OF).collect()}
-    in_spark = {r["id"]: r[MATCHES] for r in add_membership(df, definitions, AS_OF, jvm=False).collect()}
-    differ = [(trees[d], k) for k in in_spark for d in set(in_java[k]) ^ set(in_spark[k])]
-    assert not differ, differ[:5]
+    in_spark = _java_agrees_with_spark(spark, trees, 120)
     assert sum(map(len, in_spark.values())) > 100
