@@ -577,13 +577,14 @@ def _with_validity(df, definitions: Sequence[Definition], idx: Sequence[int], ke
     by_renderer: dict[tuple, list[int]] = defaultdict(list)
     for i in idx:
         by_renderer[renderer_key(definitions[i].template, definitions[i].options)].append(i)
-    names_ids: list[tuple[str, list[int]]] = []
+    names_ids: list[tuple[str, Any]] = []   # per renderer: its validity column, its definitions as an array
     on_jvm, in_python = [], []
     for n, ids in enumerate(by_renderer.values()):
         d = definitions[ids[0]]
         name = f"_fg_v{n}"
-        names_ids.append((name, ids))
-        of_these = F.arrays_overlap(F.col(MATCHES), F.array(*[F.lit(i) for i in ids]))
+        ids_array = F.array(*[F.lit(i) for i in ids])
+        names_ids.append((name, ids_array))
+        of_these = F.arrays_overlap(F.col(MATCHES), ids_array)
         if jvm and jvm_renderable(spark, d.template, d.options, df.schema):
             on_jvm.append(F.when(of_these, render_column(d.template, d.options, payload=False).getField("text").isNotNull())
                           .alias(name))
@@ -597,8 +598,8 @@ def _with_validity(df, definitions: Sequence[Definition], idx: Sequence[int], ke
     # per renderer (a few), not per definition (a CASE per pick definition ran interpreted)
     empty = F.array().cast("array<int>")
     valid = F.flatten(F.array(*[
-        F.when(F.coalesce(F.col(name), F.lit(False)), F.array_intersect(F.col(MATCHES), F.array(*[F.lit(i) for i in ids])))
-        .otherwise(empty) for name, ids in names_ids]))
+        F.when(F.coalesce(F.col(name), F.lit(False)), F.array_intersect(F.col(MATCHES), ids_array))
+        .otherwise(empty) for name, ids_array in names_ids]))
     return out.select(*keep, MATCHES, valid.alias(VALID))
 
 

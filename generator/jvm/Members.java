@@ -308,7 +308,6 @@ public final class Members implements UDF3<Seq<Object>, Row, Long, int[]> {
     // Built where the rows are (``prepare``), not shipped with every task: range tables can be large.
     private transient Guard[] guards;
     private transient Range[] ranges;
-    private transient boolean[] guarded;   // per definition: whether a guard or a range lists it
     private transient int[] unguarded;     // the definitions no guard lists, ascending: every row evaluates them
 
     /** Range guards: a definition not guarded by an equality or a prefix/suffix, whose clauses
@@ -458,10 +457,11 @@ public final class Members implements UDF3<Seq<Object>, Row, Long, int[]> {
         for (int d = 0; d < outputs.length; d++) {
             java.util.HashSet<List<Object>> mine = new java.util.HashSet<>();
             for (int c : operands(d)) {
-                if (op[c] == ATOM && bitOf[arg[c]] < 0 && guardMode(leaves[arg[c]]) >= 0) {
+                int mode = op[c] == ATOM && bitOf[arg[c]] < 0 ? guardMode(leaves[arg[c]]) : -1;
+                if (mode >= 0) {
                     Leaf leaf = leaves[arg[c]];
                     for (Object v : leaf.values) {
-                        mine.add(List.of(leaf.field, guardMode(leaf), v));
+                        mine.add(List.of(leaf.field, mode, v));
                     }
                 }
             }
@@ -483,14 +483,13 @@ public final class Members implements UDF3<Seq<Object>, Row, Long, int[]> {
 
     /** Build the guards and range tables, once per instance, where the rows are evaluated. */
     synchronized void prepare() {
-        if (guarded != null) {
+        if (unguarded != null) {
             return;
         }
         boolean[] marks = new boolean[outputs.length];
         guards = buildGuards(marks);
         ranges = buildRanges(marks);
         unguarded = java.util.stream.IntStream.range(0, marks.length).filter(d -> !marks[d]).toArray();
-        guarded = marks;
     }
 
     private Range[] buildRanges(boolean[] marks) {
@@ -678,7 +677,6 @@ public final class Members implements UDF3<Seq<Object>, Row, Long, int[]> {
                 hit[count++] = d;
             }
         }
-        boolean merge = count > 0;
         for (int i = 0; i < marked; i++) {
             int d = s.marked[i];
             found[d] = false;
@@ -686,7 +684,7 @@ public final class Members implements UDF3<Seq<Object>, Row, Long, int[]> {
                 hit[count++] = d;
             }
         }
-        if (merge || marked > 1) {
+        if (marked > 0 && count > 1) {   // the unguarded hits alone are ascending already
             java.util.Arrays.sort(hit, 0, count);
         }
         return java.util.Arrays.copyOf(hit, count);
